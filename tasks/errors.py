@@ -1,0 +1,93 @@
+"""One small family of errors, mapped to exit codes by the CLI.
+
+`UsageError`s are the user's to fix (exit 2, one line, no traceback); `RunFailed` means the work ran
+and some of it failed (exit 1). `AssetError` never escapes a run: it becomes a report row.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class StacflowError(Exception):
+    """Base of every error stacflow raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(StacflowError):
+    """The spec, a command line or an input file is wrong; nothing was changed."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A spec file is wrong at a known place."""
+
+    def __init__(self, file: str, line: int | None, field: str, problem: str) -> None:
+        self.file, self.line, self.field, self.problem = file, line, field, problem
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+
+
+class InputError(UsageError):
+    """A table or file named by the spec is missing or is not what it should be."""
+
+
+class PlanConflict(UsageError):
+    """The compiled plan would overwrite, escape or collide; refused before any byte moves."""
+
+    def __init__(self, conflicts: list[str]) -> None:
+        self.conflicts = conflicts
+        shown = "; ".join(conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        super().__init__(f"{len(conflicts)} conflict(s) in the plan: {shown}{more}")
+
+
+class RunFailed(StacflowError):
+    """The run finished its work but some assets failed, drifted or did not validate."""
+
+
+class ErrorClass(StrEnum):
+    """How an asset-level failure should be treated: only `transient` is retried."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    INTEGRITY = "integrity"
+    DRIFT = "drift"
+
+
+class AssetError(StacflowError):
+    """One asset failed at one store; carried into the report, never shown as a traceback."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.error_class = error_class
+        self.message = redact(message)
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+
+_QUERY = re.compile(r"(?P<url>\b[a-z][a-z0-9+.-]*://[^\s?#\"']+)\?[^\s#\"']*", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(x-amz-(?:signature|credential|security-token)|signature|sig|token|"
+    r"access_key_id|secret_access_key|session_token|password|authorization)"
+    r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&,;]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Remove URL query strings and `name=value` secrets from text bound for a log, lock or report.
+
+    Signed URLs carry their credentials in the query string, so no query string is ever kept.
+    """
+    text = _QUERY.sub(r"\g<url>?<redacted>", text)
+    return _SECRET_PARAM.sub(r"\1\2<redacted>", text)
