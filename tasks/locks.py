@@ -1,0 +1,161 @@
+"""The asset lock: stacpkg's v1 table, plus the nullable `file_checksum` column its ADR-004 drafts.
+
+stacpkg reads locks by column name and ignores extra columns, so a lock we write is a stacpkg lock
+with one more column at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.atomic import atomic_write
+from tasks.errors import InputError, redact
+from tasks.locations import Location, normalise_store_type, to_href
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+STACPKG_LOCK_FIELDS = (
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("asset_key", pa.string(), nullable=False),
+    pa.field("store_type", pa.string()),
+    pa.field("store_container", pa.string()),
+    pa.field("store_endpoint_url", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("etag", pa.string()),
+    pa.field("last_modified", pa.string()),
+)
+LOCK_METADATA = {b"stacpkg:schema-kind": b"asset-lock", b"stacpkg:schema-version": b"v1"}
+LOCK_SCHEMA = pa.schema(
+    [*STACPKG_LOCK_FIELDS, pa.field("file_checksum", pa.string())], metadata=LOCK_METADATA
+)
+LOCK_COLUMNS = tuple(LOCK_SCHEMA.names)
+# stacpkg treats the three fact columns as optional; `file_checksum` is ours and optional too.
+REQUIRED_COLUMNS = LOCK_COLUMNS[:6]
+
+
+@dataclass(frozen=True, slots=True)
+class LockRow:
+    """One locked asset: where its bytes are, and what the store said about them."""
+
+    item_id: str
+    asset_key: str
+    store_type: str | None
+    store_container: str | None
+    store_endpoint_url: str | None
+    key: str | None
+    size_bytes: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    file_checksum: str | None = None
+
+    @property
+    def location(self) -> Location:
+        return Location(self.store_type, self.store_container, self.store_endpoint_url, self.key)
+
+    @property
+    def href(self) -> str:
+        return to_href(self.location)
+
+    @classmethod
+    def at(cls, item_id: str, asset_key: str, location: Location, **facts: Any) -> LockRow:
+        return cls(
+            item_id,
+            asset_key,
+            location.store_type,
+            location.store_container,
+            location.store_endpoint_url,
+            location.key,
+            **facts,
+        )
+
+
+def read_lock(path: Path) -> list[LockRow]:
+    """Read a lock written by stacpkg or by us; a user's bad file becomes one clear InputError."""
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "no such file"
+        raise InputError(f"{path}: {problem} (expected an asset lock parquet file)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{path}: not a readable parquet file ({error})") from None
+    return rows_from_table(table, source=str(path))
+
+
+def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
+    missing = [name for name in REQUIRED_COLUMNS if name not in table.column_names]
+    if missing:
+        listed = ", ".join(repr(name) for name in missing)
+        raise InputError(
+            f"{source}: missing column{'s' if len(missing) > 1 else ''} {listed} "
+            f"(an asset lock needs {', '.join(REQUIRED_COLUMNS)}; "
+            f"{', '.join(LOCK_COLUMNS[6:])} are optional)"
+        )
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if set(repeated) & set(LOCK_COLUMNS):
+        raise InputError(
+            f"{source}: columns {', '.join(map(repr, repeated))} appear more than once"
+        )
+    columns = {
+        field.name: _column_values(table, field, source)
+        if field.name in table.column_names
+        else None
+        for field in LOCK_SCHEMA
+    }
+    rows = []
+    for index in range(table.num_rows):
+        values = {
+            name: (None if column is None else column[index]) for name, column in columns.items()
+        }
+        for name in ("item_id", "asset_key"):
+            if not values[name]:
+                raise InputError(f"{source}: row {index + 1}: column {name!r} is empty")
+        try:
+            values["store_type"] = normalise_store_type(values["store_type"])
+        except InputError as error:
+            raise InputError(f"{source}: row {index + 1}: column 'store_type': {error}") from None
+        rows.append(LockRow(**values))
+    return rows
+
+
+def lock_table(rows: Iterable[LockRow]) -> pa.Table:
+    """The lock as written: stacpkg's columns, then `file_checksum`; never a signed URL's query."""
+    rows = list(rows)
+    for index, row in enumerate(rows, start=1):
+        if not row.item_id or not row.asset_key:
+            raise InputError(
+                f"lock row {index}: item_id and asset_key are required, "
+                f"got {row.item_id!r} and {row.asset_key!r}"
+            )
+    columns = {name: [getattr(row, name) for row in rows] for name in LOCK_COLUMNS}
+    for name in ("store_container", "store_endpoint_url"):
+        columns[name] = [_without_query(value) for value in columns[name]]
+    columns["store_type"] = [normalise_store_type(value) for value in columns["store_type"]]
+    return pa.Table.from_pydict(columns, schema=LOCK_SCHEMA)
+
+
+def write_lock(path: Path, rows: Iterable[LockRow]) -> None:
+    table = lock_table(rows)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
+    column = table.column(field.name)
+    if not column.type.equals(field.type):
+        try:
+            column = column.cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise InputError(
+                f"{source}: column {field.name!r} has type {column.type}, expected {field.type}"
+            ) from None
+    return column.to_pylist()
+
+
+def _without_query(value: str | None) -> str | None:
+    return redact(value) if value is not None and "?" in value else value
