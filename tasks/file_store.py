@@ -1,0 +1,143 @@
+"""Local (or mounted) folders: written with temp name + fsync + rename, described as obstore does.
+
+Facts use obstore's LocalStore conventions (ETag `"<inode>-<mtime µs>-<size>"`, µs Last-Modified),
+so a lock we write validates with stacpkg too.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tasks.atomic import TEMP_MARKER
+from tasks.errors import AssetError, ErrorClass
+from tasks.stores import Chunk, Facts, StoreRef, iso
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stat_facts(stat: os.stat_result) -> Facts:
+    mtime_us = stat.st_mtime_ns // 1000
+    return Facts(
+        size=stat.st_size,
+        etag=f'"{stat.st_ino:x}-{mtime_us:x}-{stat.st_size:x}"',
+        last_modified=iso(_EPOCH + timedelta(microseconds=mtime_us)),
+    )
+
+
+class FileStore:
+    """Paths are relative to `root`; none may climb out of it."""
+
+    def __init__(self, ref: StoreRef) -> None:
+        self.ref = ref
+        self.root = Path(ref.root or "/")
+
+    def describe(self, path: str) -> str:
+        return str(self._full(path))
+
+    def head(self, path: str) -> Facts:
+        try:
+            return stat_facts(self._full(path).stat())
+        except FileNotFoundError:
+            raise AssetError(ErrorClass.PERMANENT, f"not found: {self.describe(path)}") from None
+        except OSError as exc:
+            raise _os_error(exc, self.describe(path)) from None
+
+    @contextmanager
+    def open(self, path: str) -> Iterator[_FileReader]:
+        try:
+            handle = self._full(path).open("rb", buffering=0)
+        except FileNotFoundError:
+            raise AssetError(ErrorClass.PERMANENT, f"not found: {self.describe(path)}") from None
+        except OSError as exc:
+            raise _os_error(exc, self.describe(path)) from None
+        with handle:
+            yield _FileReader(handle, self.ref.chunk_size)
+
+    @contextmanager
+    def writer(self, path: str) -> Iterator[_FileWriter]:
+        final = self._full(path)
+        temp = final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise _os_error(exc, self.describe(path)) from None
+        committed = False
+        try:
+            with os.fdopen(descriptor, "wb", buffering=0) as handle:
+                yield _FileWriter(handle)
+                os.fsync(handle.fileno())
+            temp.replace(final)
+            committed = True
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            raise _os_error(exc, self.describe(path)) from None
+        finally:
+            if not committed:
+                temp.unlink(missing_ok=True)
+
+    def sweep(self, path: str) -> int:
+        final = self._full(path)
+        if not final.parent.is_dir():
+            return 0
+        stale = [
+            *final.parent.glob(f".{_glob_escape(final.name)}{TEMP_MARKER}*"),
+            *(
+                p
+                for p in final.parent.glob(f"{_glob_escape(final.name)}#*")
+                if p.suffix[1:].isdigit()
+            ),
+        ]
+        for leftover in stale:
+            leftover.unlink(missing_ok=True)
+        return len(stale)
+
+    def _full(self, path: str) -> Path:
+        parts = [part for part in path.split("/") if part]
+        if not parts or any(part in {".", ".."} for part in parts):
+            raise AssetError(ErrorClass.PERMANENT, f"unsafe path {path!r} under {self.root}")
+        return self.root.joinpath(*parts)
+
+
+class _FileReader:
+    def __init__(self, handle: object, chunk_size: int) -> None:
+        self._handle = handle
+        self._chunk_size = chunk_size
+        self.facts = stat_facts(os.fstat(handle.fileno()))
+
+    def chunks(self) -> Iterator[memoryview]:
+        buffer = memoryview(bytearray(self._chunk_size))
+        while count := self._handle.readinto(buffer):
+            yield buffer[:count]
+
+
+class _FileWriter:
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+
+    def write(self, chunk: Chunk) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[self._handle.write(view) :]
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def _os_error(exc: OSError, where: str) -> AssetError:
+    kind = ErrorClass.PERMANENT
+    return AssetError(kind, f"{exc.strerror or exc.__class__.__name__}: {where}")

@@ -1,0 +1,302 @@
+"""HTTP(S) origins, read with the standard library's http.client.
+
+obstore's HTTPStore hides response headers, so it cannot honour `Retry-After`, and it resumes a cut
+body only in some cases; here every header is ours: facts come from the response that carried the
+bytes, a cut body resumes with `Range` + `If-Match` (so a changed object is never stitched), and
+each worker thread keeps its own keep-alive connection per host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from typing import NoReturn
+from urllib.parse import quote, urlsplit
+
+from tasks.errors import AssetError, ErrorClass, redact
+from tasks.stores import Facts, StoreRef, Writer, iso, status_error
+
+REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
+MAX_RESUMES = 3
+PCHAR_SAFE = "/!$&'()*+,;=:@~"
+_NETWORK_ERRORS = (OSError, http.client.HTTPException)
+
+
+class HttpStore:
+    """A read-only origin: `container` is `scheme://host[:port]`, `root` an optional path prefix."""
+
+    def __init__(self, ref: StoreRef) -> None:
+        self.ref = ref
+        parts = urlsplit(ref.container or "")
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise AssetError(
+                ErrorClass.PERMANENT, f"not an http(s) origin: {redact(ref.container)}"
+            )
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._fixed_target = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._root = ref.root.strip("/")
+        self._local = threading.local()
+        self._check_scheme(parts.scheme, parts.netloc)
+
+    def describe(self, path: str) -> str:
+        return redact(self._origin + self._target(path))
+
+    def head(self, path: str) -> Facts:
+        response, connection = self._request("HEAD", path, {})
+        with _closing(response, connection):
+            if response.status in {405, 501}:
+                return self._facts_by_get(path)
+            if response.status >= 300:
+                raise status_error(response.status, self.describe(path), _retry_after(response))
+            return _facts(response)
+
+    @contextmanager
+    def open(self, path: str) -> Iterator[_HttpReader]:
+        response, connection = self._request("GET", path, {})
+        if response.status >= 300:
+            with _closing(response, connection):
+                raise status_error(response.status, self.describe(path), _retry_after(response))
+        reader = _HttpReader(self, path, response, connection)
+        try:
+            yield reader
+        finally:
+            reader.release()
+
+    @contextmanager
+    def writer(self, path: str) -> Iterator[Writer]:
+        raise AssetError(ErrorClass.PERMANENT, f"http origins are read-only: {self.describe(path)}")
+        yield  # pragma: no cover - a generator needs a yield to be a context manager
+
+    def sweep(self, path: str) -> int:  # noqa: ARG002 - nothing is ever staged on an origin
+        return 0
+
+    def _facts_by_get(self, path: str) -> Facts:
+        """Origins that refuse HEAD still answer a one-byte ranged GET with the same headers."""
+        response, connection = self._request("GET", path, {"Range": "bytes=0-0"})
+        with _closing(response, connection):
+            if response.status >= 300:
+                raise status_error(response.status, self.describe(path), _retry_after(response))
+            return _facts(response)
+
+    def _target(self, path: str) -> str:
+        if self._fixed_target and not path and not self._root:
+            return self._fixed_target
+        joined = "/".join(
+            part for part in (self._fixed_target.strip("/"), self._root, path) if part
+        )
+        return "/" + quote(joined, safe=PCHAR_SAFE)
+
+    def _request(
+        self, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        origin, target = self._origin, self._target(path)
+        for _ in range(MAX_REDIRECTS + 1):
+            response, connection = self._send(origin, method, target, headers)
+            location = response.getheader("Location")
+            if response.status not in REDIRECTS or not location:
+                return response, connection
+            response.read()
+            parts = urlsplit(location)
+            if parts.scheme:
+                self._check_scheme(parts.scheme, parts.netloc)
+                origin = f"{parts.scheme}://{parts.netloc}"
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        raise AssetError(ErrorClass.PERMANENT, f"too many redirects: {self.describe(path)}")
+
+    def _send(
+        self, origin: str, method: str, target: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        headers = {"User-Agent": "stacflow", **headers}
+        connection = self._connection(origin)
+        for attempt in (1, 2):
+            reused = connection.stacflow_reused
+            try:
+                connection.request(method, target, headers=headers)
+                response = connection.getresponse()
+            except _NETWORK_ERRORS as exc:
+                connection.close()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: reconnect once
+                _raise_network(exc, redact(origin + target))
+            connection.stacflow_reused = True
+            return response, connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connection(self, origin: str) -> _Connection:
+        pool: dict[str, _Connection] = self._local.__dict__.setdefault("pool", {})
+        if origin not in pool:
+            parts = urlsplit(origin)
+            access = self.ref.access
+            timeout = access.connect_timeout.total_seconds()
+            if parts.scheme == "https":
+                context = ssl.create_default_context()
+                connection = _TlsConnection(
+                    parts.hostname, parts.port, timeout=timeout, context=context
+                )
+            else:
+                connection = _Connection(parts.hostname, parts.port, timeout=timeout)
+            connection.read_timeout = access.read_timeout.total_seconds()
+            pool[origin] = connection
+        return pool[origin]
+
+    def _check_scheme(self, scheme: str, netloc: str) -> None:
+        if scheme == "http" and not self.ref.access.allow_http:
+            raise AssetError(
+                ErrorClass.PERMANENT,
+                f"plain http:// to {netloc} is refused: set allow_http: true on this store",
+            )
+        if scheme not in {"http", "https"}:
+            raise AssetError(ErrorClass.PERMANENT, f"redirect to unsupported scheme {scheme!r}")
+
+
+class _Connection(http.client.HTTPConnection):
+    """Reads time out apart from the connect (a stall detector), and a closed one reconnects."""
+
+    read_timeout = 60.0
+    stacflow_reused = False
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+    def close(self) -> None:
+        super().close()
+        self.stacflow_reused = False
+
+
+class _TlsConnection(_Connection, http.client.HTTPSConnection):
+    pass
+
+
+class _HttpReader:
+    """One GET's body in chunks, resumed with Range + If-Match when the connection drops."""
+
+    def __init__(
+        self,
+        store: HttpStore,
+        path: str,
+        response: http.client.HTTPResponse,
+        connection: http.client.HTTPConnection,
+    ) -> None:
+        self.store, self.path = store, path
+        self.response, self.connection = response, connection
+        self.facts = _facts(response)
+        self._complete = False
+
+    def chunks(self) -> Iterator[memoryview]:
+        """Yield views into one reused buffer: consume each chunk before asking for the next."""
+        size = self.store.ref.chunk_size
+        buffer = memoryview(bytearray(size))
+        expected = self.facts.size
+        received, resumes = 0, 0
+        deadline = time.monotonic() + self.store.ref.access.timeout.total_seconds()
+        while expected is None or received < expected:
+            want = size if expected is None else min(size, expected - received)
+            try:
+                count = self.response.readinto(buffer[:want])
+            except TimeoutError:
+                count, cause = -1, "stalled"
+            except _NETWORK_ERRORS as exc:
+                count, cause = -1, f"connection error ({exc.__class__.__name__})"
+            else:
+                cause = "cut off"
+            if count == 0 and expected is None:
+                break
+            if count <= 0:
+                if resumes >= MAX_RESUMES or not self._resume(received):
+                    self._fail(f"body {cause} after {received} of {expected} bytes")
+                resumes += 1
+                continue
+            if time.monotonic() > deadline:
+                self._fail(f"timed out after {self.store.ref.access.timeout} (whole request)")
+            received += count
+            yield buffer[:count]
+        self._complete = True
+
+    def release(self) -> None:
+        if self._complete:
+            self.response.read()  # an empty read lets http.client reuse the connection
+        else:
+            self.response.close()
+            self.connection.close()  # unread body bytes must never reach the next request
+
+    def _resume(self, offset: int) -> bool:
+        etag, ranges = self.facts.etag, self.response.getheader("Accept-Ranges", "")
+        if not etag or "bytes" not in ranges.lower():
+            return False
+        self.response.close()
+        self.connection.close()
+        headers = {"Range": f"bytes={offset}-", "If-Match": etag}
+        try:
+            response, connection = self.store._request("GET", self.path, headers)  # noqa: SLF001
+        except AssetError:
+            return False
+        if response.status == 412:
+            response.read()
+            raise status_error(412, self.store.describe(self.path))
+        content_range = response.getheader("Content-Range", "")
+        if response.status != 206 or not content_range.startswith(f"bytes {offset}-"):
+            response.close()
+            return False
+        self.response, self.connection = response, connection
+        return True
+
+    def _fail(self, problem: str) -> NoReturn:
+        self.response.close()
+        self.connection.close()
+        raise AssetError(ErrorClass.TRANSIENT, f"{problem}: {self.store.describe(self.path)}")
+
+
+@contextmanager
+def _closing(
+    response: http.client.HTTPResponse, connection: http.client.HTTPConnection
+) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        try:
+            response.read()
+        except _NETWORK_ERRORS:
+            connection.close()
+
+
+def _facts(response: http.client.HTTPResponse) -> Facts:
+    size = None
+    content_range = response.getheader("Content-Range")
+    if content_range and "/" in content_range and not content_range.endswith("/*"):
+        size = int(content_range.rsplit("/", 1)[1])
+    elif response.getheader("Content-Length") is not None:
+        size = int(response.getheader("Content-Length"))
+    modified = response.getheader("Last-Modified")
+    last_modified = None
+    if modified:
+        try:
+            last_modified = iso(parsedate_to_datetime(modified))
+        except (TypeError, ValueError):
+            last_modified = None
+    return Facts(size=size, etag=response.getheader("ETag"), last_modified=last_modified)
+
+
+def _retry_after(response: http.client.HTTPResponse) -> float | None:
+    value = response.getheader("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _raise_network(exc: BaseException, where: str) -> NoReturn:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        raise AssetError(ErrorClass.PERMANENT, f"TLS certificate rejected by {where}: {exc}")
+    kind = "timed out" if isinstance(exc, TimeoutError) else f"{exc.__class__.__name__}"
+    raise AssetError(ErrorClass.TRANSIENT, f"connection error ({kind}) talking to {where}")

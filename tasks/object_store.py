@@ -1,0 +1,160 @@
+"""S3 (and GCS, Azure) through obstore, with its errors classified once, here.
+
+obstore raises the builtin FileNotFoundError for 404s and a plain GenericError for nearly every
+transient failure, told apart only by its message; `_classify` is the only place that reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import obstore
+from obstore.exceptions import (
+    BaseError,
+    GenericError,
+    PermissionDeniedError,
+    PreconditionError,
+    UnauthenticatedError,
+)
+from obstore.store import AzureStore, GCSStore, S3Store
+
+from tasks.access import resolve_credentials
+from tasks.errors import AssetError, ErrorClass, redact
+from tasks.stores import Facts, StoreRef, iso
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+PART_CONCURRENCY = 2
+_TRANSIENT = re.compile(
+    r"non-2xx status code: (5\d\d|429)|error sending request|request or response body error|"
+    r"timed out|connection (reset|closed)|operation timed out",
+    re.IGNORECASE,
+)
+_STATUS = re.compile(r"status(?: code)?:? (\d{3})")
+
+
+class ObjectStore:
+    def __init__(self, ref: StoreRef) -> None:
+        self.ref = ref
+        self.store = _build(ref)
+
+    def describe(self, path: str) -> str:
+        scheme = {"s3": "s3", "gs": "gs", "az": "az"}[self.ref.kind]
+        key = "/".join(p for p in (self.ref.root.strip("/"), path) if p)
+        return redact(f"{scheme}://{self.ref.container}/{key}")
+
+    def head(self, path: str) -> Facts:
+        try:
+            meta = obstore.head(self.store, path)
+        except Exception as exc:  # noqa: BLE001 - every obstore failure is classified here
+            raise _classify(exc, self.describe(path)) from None
+        return _facts(meta)
+
+    @contextmanager
+    def open(self, path: str) -> Iterator[_ObjectReader]:
+        try:
+            result = obstore.get(self.store, path)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, self.describe(path)) from None
+        yield _ObjectReader(result, self.ref.chunk_size, self.describe(path))
+
+    @contextmanager
+    def writer(self, path: str) -> Iterator[Any]:
+        part = max(self.ref.chunk_size, MIN_PART_SIZE)
+        try:
+            with obstore.open_writer(
+                self.store, path, buffer_size=part, max_concurrency=PART_CONCURRENCY
+            ) as handle:
+                yield handle
+        except AssetError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, self.describe(path)) from None
+
+    def sweep(self, path: str) -> int:  # noqa: ARG002 - multipart leftovers: see s3_uploads
+        return 0
+
+
+class _ObjectReader:
+    def __init__(self, result: Any, chunk_size: int, where: str) -> None:
+        self._result = result
+        self._chunk_size = chunk_size
+        self._where = where
+        self.facts = _facts(result.meta)
+
+    def chunks(self) -> Iterator[Any]:
+        try:
+            yield from self._result.stream(min_chunk_size=self._chunk_size)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, self._where) from None
+
+
+def _facts(meta: dict[str, Any]) -> Facts:
+    return Facts(
+        size=meta["size"], etag=meta.get("e_tag"), last_modified=iso(meta["last_modified"])
+    )
+
+
+def _build(ref: StoreRef) -> Any:
+    access = ref.access
+    client = {
+        "allow_http": access.allow_http,
+        "timeout": access.timeout,
+        "connect_timeout": access.connect_timeout,
+    }
+    retry = {
+        "max_retries": 2,
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=100),
+            "max_backoff": timedelta(seconds=2),
+            "base": 2,
+        },
+        "retry_timeout": timedelta(seconds=60),
+    }
+    keys = resolve_credentials(access.credentials)
+    prefix = ref.root.strip("/") or None
+    if ref.kind == "s3":
+        config: dict[str, Any] = {"region": access.region or "us-east-1"}
+        if access.endpoint:
+            config["endpoint"] = access.endpoint
+            config["virtual_hosted_style_request"] = False
+        if access.anonymous:
+            config["skip_signature"] = True
+        if access.requester_pays:
+            config["request_payer"] = True
+        if keys:
+            config.update(
+                {
+                    k: v
+                    for k, v in keys.model_dump().items()
+                    if v is not None and k != "session_token"
+                }
+            )
+            if keys.session_token:
+                config["token"] = keys.session_token
+        return S3Store(
+            ref.container, prefix=prefix, client_options=client, retry_config=retry, **config
+        )
+    if ref.kind == "gs":
+        return GCSStore(ref.container, prefix=prefix, client_options=client, retry_config=retry)
+    return AzureStore(ref.container, prefix=prefix, client_options=client, retry_config=retry)
+
+
+def _classify(exc: BaseException, where: str) -> AssetError:
+    if isinstance(exc, FileNotFoundError):
+        return AssetError(ErrorClass.PERMANENT, f"not found: {where}", status=404)
+    if isinstance(exc, UnauthenticatedError | PermissionDeniedError):
+        return AssetError(ErrorClass.PERMANENT, f"access denied: {where}", status=403)
+    if isinstance(exc, PreconditionError):
+        return AssetError(ErrorClass.DRIFT, f"object changed while reading: {where}", status=412)
+    summary = str(exc).split("\n\nDebug source:")[0]
+    status = _STATUS.search(summary)
+    code = int(status.group(1)) if status else None
+    if isinstance(exc, GenericError) and _TRANSIENT.search(summary):
+        return AssetError(ErrorClass.TRANSIENT, f"{summary}: {where}", status=code)
+    if isinstance(exc, BaseError | ValueError | OSError):
+        return AssetError(ErrorClass.PERMANENT, f"{summary}: {where}", status=code)
+    raise exc
