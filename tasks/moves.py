@@ -1,0 +1,65 @@
+"""The records a compiled plan hands to the work: one `Move` per asset, one `Leg` per target.
+
+A move reads its source once and tees the bytes into every leg that still needs them. They live
+in `tasks/` because the work functions take them; `flows/compile.py` builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.locks import LockRow
+from tasks.stores import StoreRef
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a target holds for one asset, and which source facts it was copied from.
+
+    The relocated lock row says where the copy is and what the target reported after writing it;
+    the source facts let a rerun tell "already copied from this exact lock row" without a GET.
+    """
+
+    row: LockRow
+    source_size: int | None
+    source_etag: str | None
+    source_last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One target's side of a move: where the copy goes and what the last run left there."""
+
+    target: str
+    store: StoreRef
+    path: str
+    row: LockRow
+    previous: Record | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Copy one locked asset from its source store into every target."""
+
+    source: LockRow
+    source_store: StoreRef
+    source_path: str
+    legs: tuple[Leg, ...]
+    expected_checksum: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source.item_id, self.source.asset_key)
+
+    @property
+    def expected_size(self) -> int | None:
+        return self.source.size_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Compare one lock row with what its store holds now (validation)."""
+
+    row: LockRow
+    store: StoreRef
+    path: str

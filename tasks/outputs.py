@@ -1,0 +1,117 @@
+"""Where a run's results land, and the writes that put them there: atomic, every one.
+
+<outputs>/<target>.assets.lock.parquet      relocated lock per target (stacpkg v1 + file_checksum)
+<outputs>/items.parquet                     the items, enriched with every target's alternate
+<outputs>/<target>.primary.items.parquet    with `promote: true`: the target's href as primary
+<outputs>/validation/<lock>.jsonl           stacpkg-shaped validation lines per lock
+<outputs>/report.parquet                    one row per (asset, store, step) of the last run
+<outputs>/package/                          for lock-less Items: the package stacflow built
+<outputs>/.stacflow/                        run state (journals), not for consumers
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from tasks.atomic import write_text_atomic
+from tasks.items import (
+    Alternate,
+    enrich_items,
+    promote_alternate,
+    read_items_table,
+    table_from_items,
+    write_items_table,
+)
+from tasks.locks import LockRow, write_lock
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    root: Path
+
+    def lock(self, target: str) -> Path:
+        return self.root / f"{target}.assets.lock.parquet"
+
+    @property
+    def items(self) -> Path:
+        return self.root / "items.parquet"
+
+    def primary(self, target: str) -> Path:
+        return self.root / f"{target}.primary.items.parquet"
+
+    def validation(self, name: str) -> Path:
+        return self.root / "validation" / f"{name}.jsonl"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.parquet"
+
+    @property
+    def package(self) -> Path:
+        return self.root / "package"
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    target: str
+    alternate_key: str
+
+
+def write_package(
+    paths: OutputPaths, items: Sequence[dict[str, Any]], lock: Iterable[LockRow]
+) -> Path:
+    """A stacpkg package of lock-less Items, so later runs and other tools start from it."""
+    write_items_table(paths.package / "items.parquet", table_from_items(items))
+    write_lock(paths.package / "assets.lock.parquet", lock)
+    return paths.package
+
+
+def write_enriched(
+    paths: OutputPaths,
+    items_path: Path,
+    locks: dict[str, list[LockRow]],
+    alternates: Sequence[Alternate],
+    promotions: Sequence[Promotion],
+) -> list[Path]:
+    """The relocated locks, then the items that point at them: a reader never sees an alternate
+    whose lock is not yet written."""
+    written = []
+    for target, rows in locks.items():
+        write_lock(paths.lock(target), rows)
+        written.append(paths.lock(target))
+    enriched = enrich_items(read_items_table(items_path), alternates)
+    write_items_table(paths.items, enriched)
+    written.append(paths.items)
+    for promotion in promotions:
+        write_items_table(
+            paths.primary(promotion.target), promote_alternate(enriched, promotion.alternate_key)
+        )
+        written.append(paths.primary(promotion.target))
+    return written
+
+
+def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, Any]]) -> Path:
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    write_text_atomic(paths.validation(name), text)
+    return paths.validation(name)
+
+
+@task(name="enrich-items", retries=2, retry_delay_seconds=[1, 5], tags=["stacflow", "enrich"])
+def enrich_task(
+    paths: OutputPaths,
+    items_path: Path,
+    locks: dict[str, list[LockRow]],
+    alternates: Sequence[Alternate],
+    promotions: Sequence[Promotion],
+) -> list[Path]:
+    written = write_enriched(paths, items_path, locks, alternates, promotions)
+    get_run_logger().info(
+        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates)
+    )
+    return written

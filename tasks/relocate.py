@@ -1,0 +1,456 @@
+"""Relocate: stream each locked asset into its targets, verified, atomic, retried, never twice.
+
+`relocate_batch` copies a batch of assets with bounded concurrency; `relocate_one` is the whole
+life of one asset: skip each target that provably holds it already, read the source once for the
+rest (its facts checked against the lock before a byte is kept, SHA-256 on the way), tee the bytes
+into every target's atomic writer, retry transient failures around the whole copy, and end with
+exactly one outcome per target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.runtime import task_run
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from tasks.checksum import is_sha256_multihash, sha256_multihash
+from tasks.errors import AssetError, ErrorClass
+from tasks.moves import Leg, Move, Record
+from tasks.report import Outcome, Result, Step
+from tasks.state import append_records, read_records
+from tasks.stores import Facts, Writer, open_store
+from tasks.validate import mismatches
+
+log = logging.getLogger("stacflow")
+NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPolicy:
+    """How hard to try and how wide to go; built by the compiler from the spec."""
+
+    workers: int = 4
+    attempts: int = 5
+    initial_backoff: float = 1.0
+    max_backoff: float = 60.0
+    on_drift: str = "refuse"
+    fail_fast: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    outcome: Outcome
+    record: Record | None
+
+
+def relocate_batch(
+    moves: Sequence[Move],
+    policy: CopyPolicy,
+    journals: Mapping[str, Path] | None = None,
+    *,
+    resume: bool = False,
+) -> list[Moved]:
+    """Copy a batch; every (asset, target) ends with an outcome, every verified copy journaled."""
+    journals = journals or {}
+    if resume:
+        moves = _with_journaled(moves, journals)
+    stop = threading.Event()
+    journal_lock = threading.Lock()
+
+    def run(move: Move) -> list[Moved]:
+        if stop.is_set():
+            return [
+                Moved(_outcome(move, leg, Result.FAILED, message=NOT_ATTEMPTED), None)
+                for leg in move.legs
+            ]
+        with _slots(policy.workers):
+            results = relocate_one(move, policy)
+        with journal_lock:
+            for leg, moved in zip(move.legs, results, strict=True):
+                if (
+                    moved.record is not None
+                    and moved.record != leg.previous
+                    and leg.target in journals
+                ):
+                    append_records(journals[leg.target], [moved.record], sync=False)
+        if policy.fail_fast and any(m.outcome.failed for m in results):
+            stop.set()
+        return results
+
+    with ThreadPoolExecutor(max_workers=max(1, min(policy.workers, len(moves)))) as pool:
+        results = [moved for per_move in pool.map(run, moves) for moved in per_move]
+    for journal in journals.values():
+        append_records(journal, [], sync=True)
+    return results
+
+
+def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
+    """One outcome per leg, in leg order."""
+    started = time.monotonic()
+    done: dict[str, Moved] = {}
+    pending: list[Leg] = []
+    for leg in move.legs:
+        try:
+            existing = verified_copy(move, leg)
+        except AssetError:
+            existing = None  # an unreadable target is rewritten, and the write reports its error
+        if existing is None:
+            pending.append(leg)
+        else:
+            done[leg.target] = Moved(
+                _outcome(move, leg, Result.SKIPPED_VERIFIED, started=started), existing
+            )
+    attempts = 0
+    try:
+        for attempt in Retrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=_backoff(policy),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        ):
+            with attempt:
+                attempts += 1
+                pending = _copy_attempt(
+                    move, pending, policy, done=done, started=started, attempts=attempts
+                )
+    except AssetError as error:
+        result = Result.DRIFTED if error.error_class == ErrorClass.DRIFT else Result.FAILED
+        for leg in pending:
+            outcome = _outcome(
+                move,
+                leg,
+                result,
+                attempts=attempts,
+                started=started,
+                error_class=error.error_class,
+                message=error.message,
+            )
+            done[leg.target] = Moved(outcome, None)
+    return [done[leg.target] for leg in move.legs]
+
+
+def _copy_attempt(
+    move: Move,
+    legs: list[Leg],
+    policy: CopyPolicy,
+    *,
+    done: dict[str, Moved],
+    started: float,
+    attempts: int,
+) -> list[Leg]:
+    """Copy into `legs`; settle the legs that end, raise for the transient rest (retried)."""
+    if not legs:
+        return []
+    failures: dict[str, AssetError] = {}
+    records, drift = copy_once(move, legs, policy, failures)
+    for leg in legs:
+        if leg.target in records:
+            record = records[leg.target]
+            done[leg.target] = Moved(
+                _outcome(
+                    move,
+                    leg,
+                    Result.COPIED,
+                    size=record.row.size_bytes or 0,
+                    attempts=attempts,
+                    started=started,
+                    error_class=ErrorClass.DRIFT if drift else None,
+                    message=f"copied despite drift (on_drift: copy): {drift}" if drift else None,
+                ),
+                record,
+            )
+        elif failures[leg.target].error_class != ErrorClass.TRANSIENT:
+            error = failures[leg.target]
+            done[leg.target] = Moved(
+                _outcome(
+                    move,
+                    leg,
+                    Result.FAILED,
+                    attempts=attempts,
+                    started=started,
+                    error_class=error.error_class,
+                    message=error.message,
+                ),
+                None,
+            )
+    retry = [leg for leg in legs if leg.target not in done]
+    if retry:
+        raise _Retry(retry, failures[retry[0].target])
+    return []
+
+
+class _Retry(AssetError):
+    """Some legs failed transiently: the whole copy is tried again for them."""
+
+    def __init__(self, legs: list[Leg], cause: AssetError) -> None:
+        super().__init__(
+            ErrorClass.TRANSIENT, cause.message, status=cause.status, retry_after=cause.retry_after
+        )
+        self.legs = legs
+
+
+def verified_copy(move: Move, leg: Leg) -> Record | None:
+    """The target's copy, if it provably holds the locked bytes; None when it must be copied.
+
+    Proof without reading the source: the journal's record of a verified copy from this same lock
+    row, with the target's facts unchanged since; or, where a checksum is known, the target's own
+    bytes hashed to it.
+    """
+    target = open_store(leg.store)
+    try:
+        facts = target.head(leg.path)
+    except AssetError as error:
+        if error.error_class == ErrorClass.PERMANENT and error.status in {None, 404}:
+            return None
+        raise
+    previous = leg.previous
+    if (
+        previous is not None
+        and previous.row.key == leg.row.key
+        and (previous.row.size_bytes, previous.row.etag, previous.row.last_modified)
+        == (facts.size, facts.etag, facts.last_modified)
+        and _same_source(previous, move)
+    ):
+        return previous
+    expected = move.expected_checksum
+    if is_sha256_multihash(expected) and facts.size == move.expected_size:
+        digest = hashlib.sha256()
+        with target.open(leg.path) as reader:
+            for chunk in reader.chunks():
+                digest.update(chunk)
+        if sha256_multihash(digest.digest()) == expected:
+            row = replace(
+                leg.row,
+                size_bytes=facts.size,
+                etag=facts.etag,
+                last_modified=facts.last_modified,
+                file_checksum=expected,
+            )
+            return Record(row, move.source.size_bytes, move.source.etag, move.source.last_modified)
+    return None
+
+
+def copy_once(
+    move: Move, legs: Sequence[Leg], policy: CopyPolicy, failures: dict[str, AssetError]
+) -> tuple[dict[str, Record], str | None]:
+    """One read of the source, teed into every leg's writer; records for the legs that verified.
+
+    A failure of the source (or of the bytes against the lock) raises for all legs; a failure of
+    one target's writer lands in `failures` and the other targets carry on.
+    """
+    source = open_store(move.source_store)
+    with source.open(move.source_path) as reader:
+        drift = "; ".join(mismatches(move.source, reader.facts, move.source_store.compare)) or None
+        if drift and policy.on_drift == "refuse":
+            raise AssetError(ErrorClass.DRIFT, f"source changed since it was locked: {drift}")
+        writers = [_LegWriter(leg, failures) for leg in legs]
+        try:
+            digest = hashlib.sha256()
+            received = 0
+            for chunk in reader.chunks():
+                digest.update(chunk)
+                for writer in writers:
+                    writer.write(chunk)
+                received += len(chunk)
+            checksum = _verified_checksum(move, reader.facts, drift, received, digest)
+        except BaseException as error:
+            for writer in writers:
+                writer.abort(error)
+            raise
+        source_facts = reader.facts
+    records = {}
+    for writer in writers:
+        row = writer.commit(received, checksum)
+        if row is not None:
+            records[writer.leg.target] = Record(
+                row, source_facts.size, source_facts.etag, source_facts.last_modified
+            )
+    return records, drift
+
+
+def _verified_checksum(
+    move: Move, facts: Facts, drift: str | None, received: int, digest: Any
+) -> str:
+    """The copy's checksum, once its size and bytes agree with the lock (or the drifted source)."""
+    expected = facts.size if drift else move.expected_size
+    if expected is not None and received != expected:
+        kind = ErrorClass.TRANSIENT if facts.size is None else ErrorClass.INTEGRITY
+        raise AssetError(kind, f"size mismatch: expected {expected}, received {received}")
+    checksum = sha256_multihash(digest.digest())
+    wanted = move.expected_checksum
+    if not drift and is_sha256_multihash(wanted) and checksum != wanted:
+        raise AssetError(
+            ErrorClass.DRIFT, f"checksum mismatch: expected {wanted}, actual {checksum}"
+        )
+    return checksum
+
+
+class _LegWriter:
+    """One target's atomic writer inside a tee: its failure is recorded, not raised."""
+
+    def __init__(self, leg: Leg, failures: dict[str, AssetError]) -> None:
+        self.leg = leg
+        self.failures = failures
+        self.store = open_store(leg.store)
+        self.context: AbstractContextManager[Writer] | None = None
+        self.handle: Writer | None = None
+        try:
+            self.store.sweep(leg.path)
+            self.context = self.store.writer(leg.path)
+            self.handle = self.context.__enter__()
+        except AssetError as error:
+            self._failed(error)
+
+    def write(self, chunk: Any) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.handle.write(chunk)
+        except AssetError as error:
+            self.abort(error)
+            self._failed(error)
+        except Exception as error:  # noqa: BLE001 - a writer's own error (e.g. obstore) ends the leg
+            self.abort(error)
+            self._failed(AssetError(ErrorClass.TRANSIENT, f"write failed: {error}"))
+
+    def abort(self, error: BaseException) -> None:
+        if self.context is not None and self.handle is not None:
+            self.handle = None
+            with contextlib.suppress(BaseException):  # the abort's own error adds nothing
+                self.context.__exit__(type(error), error, error.__traceback__)
+
+    def commit(self, received: int, checksum: str) -> Any:
+        if self.handle is None or self.context is None:
+            return None
+        self.handle = None
+        try:
+            self.context.__exit__(None, None, None)
+            facts = self.store.head(self.leg.path)
+        except AssetError as error:
+            self._failed(error)
+            return None
+        if facts.size != received:
+            self._failed(
+                AssetError(
+                    ErrorClass.INTEGRITY,
+                    f"size mismatch after writing: expected {received}, actual {facts.size}",
+                )
+            )
+            return None
+        return replace(
+            self.leg.row,
+            size_bytes=facts.size,
+            etag=facts.etag,
+            last_modified=facts.last_modified,
+            file_checksum=checksum,
+        )
+
+    def _failed(self, error: AssetError) -> None:
+        self.handle = None
+        self.failures[self.leg.target] = error
+
+
+def _same_source(previous: Record, move: Move) -> bool:
+    locked = move.source
+    if previous.source_size is None:
+        return previous.row.size_bytes == locked.size_bytes
+    return (
+        previous.source_size == locked.size_bytes
+        and locked.etag in {None, previous.source_etag}
+        and locked.last_modified in {None, previous.source_last_modified}
+    )
+
+
+def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list[Move]:
+    known = {target: read_records(path) for target, path in journals.items()}
+    return [
+        replace(
+            move,
+            legs=tuple(
+                replace(leg, previous=known.get(leg.target, {}).get(move.key, leg.previous))
+                for leg in move.legs
+            ),
+        )
+        for move in moves
+    ]
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
+
+
+def _backoff(policy: CopyPolicy) -> Any:
+    exponential = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+
+    def wait(state: Any) -> float:
+        error = state.outcome.exception()
+        if isinstance(error, AssetError) and error.retry_after is not None:
+            return min(error.retry_after, policy.max_backoff)
+        return exponential(state)
+
+    return wait
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def _slots(workers: int) -> threading.BoundedSemaphore:
+    """One process-wide budget of assets in flight, shared by every batch running at once."""
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(workers, threading.BoundedSemaphore(workers))
+
+
+def _outcome(
+    move: Move,
+    leg: Leg,
+    result: Result,
+    *,
+    size: int = 0,
+    attempts: int = 0,
+    started: float | None = None,
+    error_class: str | None = None,
+    message: str | None = None,
+) -> Outcome:
+    return Outcome(
+        item_id=move.source.item_id,
+        asset_key=move.source.asset_key,
+        store=leg.target,
+        step=Step.RELOCATE,
+        outcome=result,
+        bytes=size,
+        attempts=attempts,
+        duration_s=round(time.monotonic() - started, 6) if started is not None else 0.0,
+        error_class=error_class,
+        message=message,
+    )
+
+
+@task(name="relocate-batch", retries=1, retry_delay_seconds=[5], tags=["stacflow", "relocate"])
+def relocate_batch_task(
+    moves: Sequence[Move], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
+) -> list[Moved]:
+    """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
+    results = relocate_batch(moves, policy, journals, resume=(task_run.run_count or 1) > 1)
+    counts: dict[str, int] = {}
+    for moved in results:
+        counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
+    get_run_logger().info(
+        "batch of %d assets: %s; %d bytes copied",
+        len(moves),
+        ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+        sum(m.outcome.bytes for m in results),
+    )
+    return results

@@ -1,0 +1,164 @@
+"""A run in a few lines: built from outcome rows only, rendered for a terminal or as markdown."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tasks.report import Outcome, Result, Step
+from tasks.sizes import format_size
+
+FAILURES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    outcomes: tuple[Outcome, ...]
+    elapsed_s: float
+    byte_phase_s: float = 0.0
+    outputs: tuple[str, ...] = field(default=())
+    checksum_locks: frozenset[str] = frozenset()
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not any(o.failed for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.failed]
+
+    def counts(self, step: Step) -> dict[str, dict[str, tuple[int, int]]]:
+        """store → outcome → (assets, bytes), in first-seen order."""
+        table: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        for o in self.outcomes:
+            if o.step == step:
+                cell = table[o.store][o.outcome]
+                cell[0] += 1
+                cell[1] += o.bytes
+        return {s: {k: (v[0], v[1]) for k, v in row.items()} for s, row in table.items()}
+
+    @property
+    def copied_bytes(self) -> int:
+        return sum(
+            o.bytes for o in self.outcomes if o.step == Step.RELOCATE and o.outcome == Result.COPIED
+        )
+
+    @property
+    def throughput(self) -> float:
+        return self.copied_bytes / self.byte_phase_s if self.byte_phase_s > 0 else 0.0
+
+    def text(self) -> str:
+        lines = [
+            f"stacflow: {self.name}: {'plan only (dry run)' if self.dry_run else self._verdict()}"
+        ]
+        for store, row in self.counts(Step.DERIVE).items():
+            lines.append(f"  derive  {store:<12} {_cells(row)}")
+        for store, row in self.counts(Step.RELOCATE).items():
+            lines.append(f"  relocate → {store:<8} {_cells(row)}")
+        if self.copied_bytes:
+            lines.append(
+                f"  bytes moved: {format_size(self.copied_bytes)} in {self.byte_phase_s:.2f} s "
+                f"({format_size(self.throughput)}/s)"
+            )
+        for store, row in self.counts(Step.VALIDATE).items():
+            how = " (with checksums)" if store in self.checksum_locks else ""
+            lines.append(f"  validate {store:<11} {_cells(row)}{how}")
+        lines.extend(
+            f"  ✗ {o.step} {o.store} {o.item_id}/{o.asset_key}: {o.outcome}: {o.message}"
+            for o in self.failures[:FAILURES_SHOWN]
+        )
+        if len(self.failures) > FAILURES_SHOWN:
+            lines.append(
+                f"  … and {len(self.failures) - FAILURES_SHOWN} more failures (see the report)"
+            )
+        lines.extend(f"  wrote {path}" for path in self.outputs)
+        lines.append(f"  finished in {self.elapsed_s:.1f} s")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        parts = [f"# {self.name}: {self._verdict()}", ""]
+        relocate = self.counts(Step.RELOCATE)
+        if relocate:
+            parts += [
+                "| target | copied | skipped (verified) | drifted | failed |",
+                "|---|---|---|---|---|",
+            ]
+            for store, row in relocate.items():
+                cells = [
+                    _md_cell(row, r)
+                    for r in (Result.COPIED, Result.SKIPPED_VERIFIED, Result.DRIFTED, Result.FAILED)
+                ]
+                parts.append(f"| {store} | " + " | ".join(cells) + " |")
+            parts += [
+                "",
+                (
+                    f"Bytes moved: **{format_size(self.copied_bytes)}** in "
+                    f"{self.byte_phase_s:.2f} s ({format_size(self.throughput)}/s); "
+                    f"run took {self.elapsed_s:.1f} s."
+                ),
+                "",
+            ]
+        validate = self.counts(Step.VALIDATE)
+        if validate:
+            parts += ["| lock | valid | invalid | checksums |", "|---|---|---|---|"]
+            for store, row in validate.items():
+                parts.append(
+                    f"| {store} | {row.get(Result.VALID, (0, 0))[0]} | "
+                    f"{row.get(Result.INVALID, (0, 0))[0]} | "
+                    f"{'yes' if store in self.checksum_locks else 'no'} |"
+                )
+            parts.append("")
+        if self.failures:
+            parts.append("## First failures")
+            parts += [
+                f"- `{o.item_id}/{o.asset_key}` at **{o.store}** ({o.step}): {o.outcome}, "
+                f"{o.error_class}: {o.message}"
+                for o in self.failures[:FAILURES_SHOWN]
+            ]
+            parts.append("")
+        if self.outputs:
+            parts.append("## Outputs")
+            parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
+        return "\n".join(parts)
+
+    def _verdict(self) -> str:
+        if self.ok:
+            return "OK"
+        return f"FAILED ({len(self.failures)} asset outcomes failed)"
+
+
+def _cells(row: dict[str, tuple[int, int]]) -> str:
+    return ", ".join(
+        f"{n} {outcome}" + (f" ({format_size(size)})" if size else "")
+        for outcome, (n, size) in row.items()
+    )
+
+
+def _md_cell(row: dict[str, tuple[int, int]], result: str) -> str:
+    count, size = row.get(result, (0, 0))
+    return f"{count} ({format_size(size)})" if size else str(count)
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else "file://" + path
+
+
+def outcome_rows(outcomes: Sequence[Outcome], limit: int = 500) -> list[dict[str, object]]:
+    """Rows for a table artifact: failures first, bounded, so the UI stays usable at 10k assets."""
+    ordered = sorted(outcomes, key=lambda o: (not o.failed, o.step, o.store))
+    return [
+        {
+            "outcome": o.outcome,
+            "step": o.step,
+            "store": o.store,
+            "item_id": o.item_id,
+            "asset_key": o.asset_key,
+            "bytes": o.bytes,
+            "attempts": o.attempts,
+            "error": f"{o.error_class}: {o.message}" if o.error_class else "",
+        }
+        for o in ordered[:limit]
+    ]

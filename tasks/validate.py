@@ -1,0 +1,154 @@
+"""Validate: does each lock row still describe what its store holds? stacpkg's rules and wording.
+
+Per row: the location fields it needs, then a HEAD, then exact comparison of size, ETag and
+Last-Modified where both the lock and the store have a value; with checksums, the bytes are read
+and their SHA-256 compared with `file_checksum` too (stacpkg cannot see a same-size rewrite).
+An unreachable object is a row with an error, never an aborted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import get_run_logger, task
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from tasks.checksum import is_sha256_multihash, sha256_multihash
+from tasks.errors import AssetError, ErrorClass, redact
+from tasks.locks import LockRow
+from tasks.moves import Check
+from tasks.report import Outcome, Result, Step
+from tasks.stores import FACT_NAMES, Facts, open_store
+
+CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    line: dict[str, Any]
+    outcome: Outcome
+
+
+def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES) -> list[str]:
+    """stacpkg's comparison: exact, and only where both the lock and the store have a value."""
+    pairs = (
+        ("size", row.size_bytes, facts.size),
+        ("etag", row.etag, facts.etag),
+        ("last_modified", row.last_modified, facts.last_modified),
+    )
+    return [
+        f"{name} mismatch: expected {locked}, actual {actual}"
+        for name, locked, actual in pairs
+        if name in compare and locked is not None and actual is not None and locked != actual
+    ]
+
+
+def missing_fields(row: LockRow) -> list[str]:
+    missing = [name for name in ("store_type", "key") if row.__getattribute__(name) in {None, ""}]
+    if row.store_type in CONTAINER_TYPES and not row.store_container:
+        missing.append("store_container")
+    if row.store_type in CONTAINER_TYPES and row.key is None and "key" not in missing:
+        missing.append("key")
+    return missing
+
+
+def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[str]:
+    """The row's errors; empty means valid."""
+    missing = missing_fields(check.row)
+    if missing:
+        return [f"missing fields: {', '.join(missing)}"]
+    store = open_store(check.store)
+    try:
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=10),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, AssetError) and e.error_class == ErrorClass.TRANSIENT
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                facts = store.head(check.path)
+                errors = mismatches(check.row, facts, check.store.compare)
+                if checksums and not errors and is_sha256_multihash(check.row.file_checksum):
+                    digest = hashlib.sha256()
+                    with store.open(check.path) as reader:
+                        for chunk in reader.chunks():
+                            digest.update(chunk)
+                    actual = sha256_multihash(digest.digest())
+                    if actual != check.row.file_checksum:
+                        errors.append(
+                            f"checksum mismatch: expected {check.row.file_checksum}, "
+                            f"actual {actual}"
+                        )
+    except AssetError as error:
+        return [error.message]
+    return errors
+
+
+def validation_line(row: LockRow, errors: list[str]) -> dict[str, Any]:
+    """One JSON-lines object in stacpkg's shape (keys sorted by the writer)."""
+    line: dict[str, Any] = {
+        "asset_key": row.asset_key,
+        "errors": errors,
+        "item_id": row.item_id,
+        "key": row.key,
+        "store_container": redact(row.store_container) if row.store_container else None,
+        "store_type": row.store_type,
+        "valid": not errors,
+    }
+    if row.store_endpoint_url:
+        line["store_endpoint_url"] = row.store_endpoint_url
+    return line
+
+
+def validate_checks(
+    checks: Sequence[Check], lock_name: str, *, checksums: bool, workers: int = 8
+) -> list[Validated]:
+    def run(check: Check) -> Validated:
+        started = time.monotonic()
+        errors = validate_row(check, checksums=checksums)
+        verified = checksums and is_sha256_multihash(check.row.file_checksum)
+        outcome = Outcome(
+            item_id=check.row.item_id,
+            asset_key=check.row.asset_key,
+            store=lock_name,
+            step=Step.VALIDATE,
+            outcome=Result.INVALID if errors else Result.VALID,
+            bytes=(check.row.size_bytes or 0) if verified else 0,
+            attempts=1,
+            duration_s=round(time.monotonic() - started, 6),
+            error_class=_error_class(errors) if errors else None,
+            message="; ".join(errors) if errors else None,
+        )
+        return Validated(validation_line(check.row, errors), outcome)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(checks)))) as pool:
+        return list(pool.map(run, checks))
+
+
+def _error_class(errors: list[str]) -> str:
+    if any("mismatch" in e for e in errors):
+        return ErrorClass.DRIFT
+    return ErrorClass.PERMANENT
+
+
+@task(name="validate-batch", retries=1, retry_delay_seconds=[5], tags=["stacflow", "validate"])
+def validate_batch_task(
+    checks: Sequence[Check], lock_name: str, *, checksums: bool, workers: int = 8
+) -> list[Validated]:
+    results = validate_checks(checks, lock_name, checksums=checksums, workers=workers)
+    invalid = sum(1 for r in results if r.outcome.failed)
+    get_run_logger().info(
+        "%s: %d rows validated%s, %d invalid",
+        lock_name,
+        len(results),
+        " with checksums" if checksums else "",
+        invalid,
+    )
+    return results
