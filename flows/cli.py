@@ -1,0 +1,170 @@
+"""`stacflow`: run, plan, check and serve package specs; print the JSON Schema of specs.
+
+User mistakes (a bad spec, a missing table, a conflicting plan) print one `ERROR:` line and exit 2;
+a run whose assets failed prints its summary and exits 1; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Offline by default: Prefect's telemetry would log an error on every run without a network.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+from tasks.errors import RunFailed, UsageError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    except RunFailed as error:
+        print(error, file=sys.stdout)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stacflow",
+        description="Relocate locked STAC assets into storage you control, as a Prefect flow.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a spec once: relocate, enrich, validate")
+    run.add_argument("spec", type=Path, help="the package spec (YAML)")
+    _add_targets(run)
+    run.add_argument("--dry-run", action="store_true", help="plan only: copy and write nothing")
+    run.add_argument("--max-workers", type=_positive, help="override relocate.max_workers")
+    run.add_argument("--on-drift", choices=["refuse", "copy"], help="override relocate.on_drift")
+    run.add_argument(
+        "--fail-fast", action="store_true", default=None, help="stop at the first failure"
+    )
+    run.set_defaults(handler=_run)
+
+    plan = commands.add_parser("plan", help="show what a run would copy, skip or refuse")
+    plan.add_argument("spec", type=Path)
+    _add_targets(plan)
+    plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.set_defaults(handler=_plan)
+
+    check = commands.add_parser("check", help="validate the spec's locks (no copying)")
+    check.add_argument("spec", type=Path)
+    check.add_argument(
+        "--lock",
+        action="append",
+        dest="locks",
+        metavar="NAME",
+        help="a source or target to validate (repeatable; default: the spec's list)",
+    )
+    check.add_argument(
+        "--checksums",
+        action="store_true",
+        default=None,
+        help="also read the bytes and compare SHA-256",
+    )
+    check.set_defaults(handler=_check)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of package specs")
+    schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
+    schema.set_defaults(handler=_schema)
+
+    serve = commands.add_parser("serve", help="run specs on a schedule (needs a Prefect server)")
+    serve.add_argument("specs", type=Path, nargs="+")
+    serve.add_argument("--cron", help="cron schedule for the relocation (e.g. '0 2 * * *')")
+    serve.add_argument("--validate-cron", help="cron schedule for validation-only runs")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
+
+    _preflight(args.spec, args.targets)
+    overrides = RunOverrides(
+        max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
+    )
+    result = relocate_package(
+        spec_path=str(args.spec), targets=args.targets, dry_run=args.dry_run, overrides=overrides
+    )
+    print(result["text"])
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from flows.planview import plan_report  # noqa: PLC0415
+
+    report, conflicted = plan_report(args.spec, args.targets)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
+    return 2 if conflicted else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from flows.validate import validate_package  # noqa: PLC0415
+
+    _preflight(args.spec, None)
+    result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
+    print(result["text"])
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from flows.schema import spec_schema  # noqa: PLC0415
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve_specs  # noqa: PLC0415
+
+    for spec in args.specs:
+        _preflight(spec, None)
+    serve_specs(args.specs, cron=args.cron, validate_cron=args.validate_cron)
+    return 0
+
+
+def _preflight(spec_path: Path, targets: Sequence[str] | None) -> None:
+    """Every user mistake that needs no network, found before Prefect starts (about 7 s)."""
+    from flows.planview import check_spec  # noqa: PLC0415
+
+    check_spec(spec_path, targets)
+
+
+def _add_targets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        action="append",
+        dest="targets",
+        metavar="NAME",
+        help="only this target (repeatable; default: every target)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""Compile a spec and its tables into a `Plan`: every move and check, decided before a byte moves.
+
+Pure: no I/O. Everything that could go wrong with keys is found here and refused as a whole
+(two assets mapped to one key, a key that would leave its root, a source that matches nothing),
+so that `stacflow plan` and `stacflow run` agree, and a run never stops half-way for it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from flows.inputs import Inputs
+from flows.spec import FileStore, S3Store, Source, Spec
+from tasks.access import Access
+from tasks.errors import PlanConflict
+from tasks.locations import Location
+from tasks.locks import LockRow
+from tasks.moves import Check, Leg, Move, Record
+from tasks.relocate import CopyPolicy
+from tasks.stores import StoreRef
+
+SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
+PER_ASSET_BUFFERS = {"file": 2, "s3": 5, "gs": 5, "az": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    name: str
+    store: StoreRef
+    alternate_key: str
+    alternate_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockChecks:
+    name: str
+    checks: tuple[Check, ...]
+    checksums: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a run will do, in order; a typed object, snapshot-tested as JSON."""
+
+    name: str
+    slug: str
+    source: str
+    moves: tuple[Move, ...]
+    targets: tuple[TargetPlan, ...]
+    source_checks: tuple[LockChecks, ...]
+    validate_targets: tuple[str, ...]
+    checksum_targets: frozenset[str]
+    policy: CopyPolicy
+    batch_assets: int
+    batch_bytes: int
+    unselected: int
+    conflicts: tuple[str, ...] = field(default=())
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.expected_size or 0 for m in self.moves)
+
+    def refuse_conflicts(self) -> None:
+        if self.conflicts:
+            raise PlanConflict(list(self.conflicts))
+
+    def batches(self) -> list[tuple[Move, ...]]:
+        """One Prefect task run per batch: bounded by asset count and by bytes."""
+        batches: list[tuple[Move, ...]] = []
+        current: list[Move] = []
+        size = 0
+        for move in self.moves:
+            grows = size + (move.expected_size or 0)
+            if current and (len(current) >= self.batch_assets or grows > self.batch_bytes):
+                batches.append(tuple(current))
+                current, size = [], 0
+            current.append(move)
+            size += move.expected_size or 0
+        if current:
+            batches.append(tuple(current))
+        return batches
+
+
+def compile_plan(
+    inputs: Inputs,
+    previous: Mapping[str, Mapping[tuple[str, str], Record]] | None = None,
+    only_targets: Sequence[str] | None = None,
+    *,
+    validate: Sequence[str] | None = None,
+    checksums: bool | None = None,
+) -> Plan:
+    """`validate` and `checksums` override the spec's validate section (scheduled checks)."""
+    spec = inputs.spec
+    conflicts: list[str] = []
+    selected = select_rows(spec, inputs.lock, inputs.collections)
+    source_name = spec.relocate_source
+    source = spec.sources[source_name]
+    rows, problem = source_rows(source_name, source, selected, inputs)
+    if problem:
+        conflicts.append(problem)
+    unknown = sorted(set(only_targets or ()) - set(spec.targets))
+    if unknown:
+        conflicts.append(
+            f"no target named {', '.join(unknown)} (targets: {', '.join(spec.targets)})"
+        )
+    names = [n for n in spec.targets if not only_targets or n in only_targets]
+    targets = tuple(
+        TargetPlan(
+            name,
+            target_store(spec.targets[name].store, inputs.base, spec.relocate.chunk_size),
+            spec.alternate_key(name),
+            spec.alternate_name(name),
+        )
+        for name in names
+    )
+    moves, found = plan_moves(
+        spec, rows, source_name=source_name, targets=targets, inputs=inputs, previous=previous or {}
+    )
+    conflicts.extend(found)
+    names_to_validate = spec.validate_.locks if spec.validate_ else []
+    if validate is not None:
+        names_to_validate = list(validate)
+    checks, validate_targets, checksum_targets = [], [], set()
+    for name in names_to_validate:
+        with_checksums = (
+            checksums
+            if checksums is not None
+            else bool(spec.validate_ and spec.validate_.with_checksums(name))
+        )
+        if name in spec.targets:
+            if name in names:
+                validate_targets.append(name)
+                if with_checksums:
+                    checksum_targets.add(name)
+            continue
+        if name not in spec.sources:
+            conflicts.append(f"no source or target named {name} to validate")
+            continue
+        lock_rows, _ = source_rows(name, spec.sources[name], selected, inputs)
+        checks.append(LockChecks(name, tuple(source_checks(name, spec, lock_rows)), with_checksums))
+    return Plan(
+        name=spec.name,
+        slug=spec.slug,
+        source=source_name,
+        moves=moves,
+        targets=targets,
+        source_checks=tuple(checks),
+        validate_targets=tuple(validate_targets),
+        checksum_targets=frozenset(checksum_targets),
+        policy=copy_policy(spec, targets),
+        batch_assets=spec.relocate.batch.assets,
+        batch_bytes=spec.relocate.batch.bytes,
+        unselected=len(inputs.lock) - len(selected),
+        conflicts=tuple(conflicts),
+    )
+
+
+def select_rows(
+    spec: Spec, rows: Sequence[LockRow], collections: dict[str, str | None]
+) -> list[LockRow]:
+    chosen = spec.select
+
+    def keep(row: LockRow) -> bool:
+        if chosen.items and not _matches(row.item_id, chosen.items):
+            return False
+        if chosen.collections and collections.get(row.item_id) not in chosen.collections:
+            return False
+        if chosen.assets.include and not _matches(row.asset_key, chosen.assets.include):
+            return False
+        return not _matches(row.asset_key, chosen.assets.exclude)
+
+    return [row for row in rows if keep(row)]
+
+
+def source_rows(
+    name: str, source: Source, selected: Sequence[LockRow], inputs: Inputs
+) -> tuple[list[LockRow], str | None]:
+    """The rows a source stands for, or a reason why it stands for none."""
+    if source.lock is not None:
+        wanted = {(r.item_id, r.asset_key) for r in selected}
+        rows = [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
+        if not rows:
+            return rows, f"source {name}: its lock {source.lock} has no row for the selected assets"
+        return rows, None
+    if source.prefix is None:
+        return list(selected), None if selected else f"source {name}: the lock has no rows"
+    rows = [r for r in selected if _under(r.href, source.prefix)]
+    if not rows:
+        seen = f"; hrefs look like {selected[0].href}" if selected else ""
+        return rows, f"source {name}: no locked href starts with {source.prefix}{seen}"
+    return rows, None
+
+
+def source_access(row: LockRow, source: Source, chunk_size: int) -> tuple[StoreRef, str]:
+    """Where to fetch one locked row's bytes: its own store, a mirror, or an endpoint override."""
+    access = source.store
+    compare = frozenset(source.compare)
+    kind = row.store_type or ""
+    if kind in {"http", "https"} and access.endpoint:
+        mirror = urlsplit(access.endpoint)
+        if source.prefix and _under(row.href, source.prefix):
+            path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
+        else:
+            path = row.key or ""
+        ref = StoreRef(
+            mirror.scheme,
+            f"{mirror.scheme}://{mirror.netloc}",
+            mirror.path.strip("/"),
+            access,
+            chunk_size,
+            compare,
+        )
+        return ref, path
+    if kind in {"s3", "gs", "az"} and not access.endpoint and row.store_endpoint_url:
+        access = access.model_copy(update={"endpoint": row.store_endpoint_url})
+    if kind == "file":
+        return StoreRef("file", None, "/", access, chunk_size, compare), (row.key or "").lstrip("/")
+    return StoreRef(kind, row.store_container, "", access, chunk_size, compare), row.key or ""
+
+
+def target_store(store: FileStore | S3Store, base: Path, chunk_size: int) -> StoreRef:
+    if isinstance(store, FileStore):
+        return StoreRef("file", None, str((base / store.root).resolve()), Access(), chunk_size)
+    access = Access(**{key: getattr(store, key) for key in Access.model_fields})
+    return StoreRef("s3", store.bucket, store.prefix, access, chunk_size)
+
+
+def plan_moves(
+    spec: Spec,
+    rows: Sequence[LockRow],
+    *,
+    source_name: str,
+    targets: Sequence[TargetPlan],
+    inputs: Inputs,
+    previous: Mapping[str, Mapping[tuple[str, str], Record]],
+) -> tuple[tuple[Move, ...], list[str]]:
+    source = spec.sources[source_name]
+    conflicts: list[str] = []
+    moves: list[Move] = []
+    claimed: dict[str, dict[str, tuple[str, str]]] = {t.name: {} for t in targets}
+    for row in rows:
+        key = (row.item_id, row.asset_key)
+        missing = [f for f in ("store_type", "key") if not getattr(row, f)]
+        if missing:
+            conflicts.append(
+                f"source {source_name}: {row.item_id}/{row.asset_key}: "
+                f"missing fields: {', '.join(missing)}"
+            )
+            continue
+        legs = []
+        for target in targets:
+            try:
+                path = target_path(
+                    spec.targets[target.name].layout, row, inputs.collections.get(row.item_id)
+                )
+            except ValueError as error:
+                conflicts.append(f"target {target.name}: {row.item_id}/{row.asset_key}: {error}")
+                continue
+            owner = claimed[target.name].setdefault(path, key)
+            if owner != key:
+                conflicts.append(
+                    f"target {target.name}: {owner[0]}/{owner[1]} and {row.item_id}/"
+                    f"{row.asset_key} both map to {_shown(target.store, path)}"
+                )
+                continue
+            location = _target_location(target.store, path)
+            legs.append(
+                Leg(
+                    target.name,
+                    target.store,
+                    path,
+                    LockRow.at(row.item_id, row.asset_key, location),
+                    previous.get(target.name, {}).get(key),
+                )
+            )
+        source_store, source_path = source_access(row, source, spec.relocate.chunk_size)
+        moves.append(
+            Move(
+                source=row,
+                source_store=source_store,
+                source_path=source_path,
+                legs=tuple(legs),
+                expected_checksum=row.file_checksum or inputs.provider_checksums.get(key),
+            )
+        )
+    for target in targets:
+        conflicts.extend(_nesting_conflicts(target.name, target.store, claimed[target.name]))
+    return tuple(moves), conflicts
+
+
+def target_path(layout: str, row: LockRow, collection: str | None) -> str:
+    """The key under the target root; raises ValueError when it could not stay under it."""
+    source_key = (row.key or "").lstrip("/")
+    name = posixpath.basename(source_key)
+    ext = safe_segment(posixpath.splitext(name)[1]) if posixpath.splitext(name)[1] else ""
+    if layout == "item-asset":
+        path = f"{safe_segment(row.item_id)}/{safe_segment(row.asset_key)}{ext}"
+    elif layout == "source-key":
+        path = source_key
+    else:
+        path = layout.format(
+            collection=safe_segment(collection or "no-collection"),
+            item_id=safe_segment(row.item_id),
+            asset_key=safe_segment(row.asset_key),
+            ext=ext,
+            source_key=source_key,
+            source_dir=posixpath.dirname(source_key),
+            source_name=name,
+        )
+    return checked_path(path)
+
+
+def safe_segment(value: str) -> str:
+    """stacpkg's rule (characters outside [A-Za-z0-9._=-] become _), plus: no all-dot segment."""
+    cleaned = SAFE_CHARS.sub("_", value)
+    if not cleaned.strip("."):
+        cleaned = cleaned.replace(".", "_") or "_"
+    return cleaned
+
+
+def checked_path(path: str) -> str:
+    """Refuse a key that is empty, absolute, climbs with `..`, or holds control characters."""
+    if path.startswith("/"):
+        raise ValueError(f"key {path!r} is absolute")
+    parts = path.split("/")
+    if not path or any(part in {"", ".", ".."} for part in parts):
+        raise ValueError(f"key {path!r} would not stay under the target root")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"key {path!r} holds control characters")
+    return path
+
+
+def source_checks(name: str, spec: Spec, rows: Iterable[LockRow]) -> list[Check]:
+    source = spec.sources[name]
+    return [Check(row, *source_access(row, source, spec.relocate.chunk_size)) for row in rows]
+
+
+def derive_checks(spec: Spec, rows: Iterable[LockRow]) -> list[Check]:
+    """HEAD each asset of lock-less Items through the first source whose prefix covers it."""
+    sources = [s for s in spec.sources.values() if s.lock is None]
+    checks = []
+    for row in rows:
+        source = next(
+            (s for s in sources if s.prefix is None or _under(row.href, s.prefix)),
+            Source(),
+        )
+        checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size)))
+    return checks
+
+
+def target_checks(target: TargetPlan, rows: Iterable[LockRow]) -> list[Check]:
+    """Checks of a relocated lock: its keys are read back relative to the target's root."""
+    root = target.store.root.strip("/")
+    checks = []
+    for row in rows:
+        key = (row.key or "").strip("/")
+        path = key[len(root) :].lstrip("/") if root and key.startswith(root + "/") else key
+        checks.append(Check(row, target.store, path))
+    return checks
+
+
+def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
+    """As many workers as asked, but never more than the memory budget has buffers for."""
+    options = spec.relocate
+    buffers = max((PER_ASSET_BUFFERS.get(t.store.kind, 5) for t in targets), default=2)
+    affordable = max(1, options.memory_limit // (buffers * options.chunk_size))
+    return CopyPolicy(
+        workers=min(options.max_workers, affordable),
+        attempts=options.retry.attempts,
+        initial_backoff=options.retry.initial_backoff.total_seconds(),
+        max_backoff=options.retry.max_backoff.total_seconds(),
+        on_drift=options.on_drift,
+        fail_fast=options.fail_fast,
+    )
+
+
+def _target_location(store: StoreRef, path: str) -> Location:
+    if store.kind == "file":
+        return Location("file", None, None, str(Path(store.root) / path))
+    key = f"{store.root}/{path}" if store.root else path
+    return Location(store.kind, store.container, store.access.endpoint, key)
+
+
+def _nesting_conflicts(
+    target: str, store: StoreRef, claimed: dict[str, tuple[str, str]]
+) -> list[str]:
+    """On a file system a key cannot be both a file and a folder (`a/b` and `a/b/c.tif`)."""
+    if store.kind != "file":
+        return []
+    folders = {posixpath.dirname(p) for p in claimed} - {""}
+    parents = {f for folder in folders for f in _ancestors(folder)}
+    return [
+        f"target {target}: {'/'.join(claimed[p])} maps to {_shown(store, p)}, "
+        "which other assets need as a folder"
+        for p in sorted(set(claimed) & parents)
+    ]
+
+
+def _ancestors(folder: str) -> Iterable[str]:
+    while folder:
+        yield folder
+        folder = posixpath.dirname(folder)
+
+
+def _shown(store: StoreRef, path: str) -> str:
+    return (
+        str(Path(store.root) / path) if store.kind == "file" else _target_location(store, path).href
+    )
+
+
+def _under(href: str, prefix: str) -> bool:
+    stem = prefix.rstrip("/")
+    return href == stem or href.startswith(stem + "/")
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)

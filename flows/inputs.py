@@ -1,0 +1,110 @@
+"""Load a spec and the tables it names: everything the compiler needs, read once, checked early.
+
+This runs before Prefect starts (so a bad spec or table fails in a second with one line) and again
+inside the flow run (so a deployment run needs nothing but the spec path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from flows.spec import Spec
+from flows.specfile import Loc, load_model
+from tasks.items import read_items_table
+from tasks.locks import LockRow, read_lock
+from tasks.moves import Record
+from tasks.outputs import OutputPaths
+from tasks.state import journal_path, read_records
+
+PACKAGE_ITEMS = "items.parquet"
+PACKAGE_LOCK = "assets.lock.parquet"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    spec: Spec
+    spec_path: Path
+    lock: list[LockRow]
+    items_path: Path | None
+    collections: dict[str, str | None] = field(default_factory=dict)
+    provider_checksums: dict[tuple[str, str], str] = field(default_factory=dict)
+    source_locks: dict[str, list[LockRow]] = field(default_factory=dict)
+
+    @property
+    def base(self) -> Path:
+        return self.spec_path.parent
+
+    @property
+    def outputs(self) -> Path:
+        return (self.base / self.spec.outputs).resolve()
+
+
+def load_spec(path: Path, env: Mapping[str, str] | None = None) -> Spec:
+    return load_model(
+        Spec,
+        path,
+        env=env,
+        context={"base_dir": path.parent},
+        refuse_interpolation=_no_secret_interpolation,
+    )
+
+
+def load_inputs(
+    spec_path: Path, spec: Spec, *, lock: list[LockRow] | None = None, items: Path | None = None
+) -> Inputs:
+    """The package's lock and items; for lock-less Items, the derived `lock` and `items` given."""
+    base = spec_path.parent
+    if spec.package is not None:
+        package = base / spec.package
+        lock = read_lock(package / PACKAGE_LOCK)
+        items = package / PACKAGE_ITEMS
+    if spec.items is not None:
+        items = base / spec.items
+    table = read_items_table(items) if items is not None else None
+    collections, checksums = _asset_facts(table) if table is not None else ({}, {})
+    source_locks = {
+        name: read_lock(base / source.lock)
+        for name, source in spec.sources.items()
+        if source.lock is not None
+    }
+    return Inputs(spec, spec_path, lock or [], items, collections, checksums, source_locks)
+
+
+def _asset_facts(
+    table: pa.Table,
+) -> tuple[dict[str, str | None], dict[tuple[str, str], str]]:
+    """Each item's collection (for selection), and the checksums providers already published."""
+    ids = table.column("id").to_pylist()
+    collections = (
+        table.column("collection").to_pylist()
+        if "collection" in table.column_names
+        else [None] * len(ids)
+    )
+    checksums = {}
+    for item_id, assets in zip(ids, table.column("assets").to_pylist(), strict=True):
+        for key, asset in (assets or {}).items():
+            if asset and asset.get("file:checksum"):
+                checksums[(item_id, key)] = asset["file:checksum"]
+    return dict(zip(ids, collections, strict=True)), checksums
+
+
+def _no_secret_interpolation(loc: Loc) -> str | None:
+    if "credentials" in loc:
+        return (
+            "credentials cannot use ${...}: that would copy the secret into the spec; "
+            "write {env: VARIABLE_NAME} and the value is read at run time"
+        )
+    return None
+
+
+def previous_records(inputs: Inputs) -> dict[str, dict[tuple[str, str], Record]]:
+    """What each target held after earlier runs, from its journal (or its relocated lock)."""
+    paths = OutputPaths(inputs.outputs)
+    return {
+        name: read_records(journal_path(inputs.outputs, name), fallback_lock=paths.lock(name))
+        for name in inputs.spec.targets
+    }

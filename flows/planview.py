@@ -1,0 +1,123 @@
+"""`stacflow plan` and the CLI's preflight: the plan, read without running anything.
+
+Plain functions, no Prefect run: compile the spec against its tables, then ask each target what
+it already holds (HEADs only), and count per target what a run would copy, skip or refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.compile import Plan, compile_plan, derive_checks
+from flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from flows.spec import Spec
+from tasks.derive import derive_facts, locate_assets
+from tasks.errors import InputError
+from tasks.items import read_item_dicts
+from tasks.report import Result
+from tasks.sizes import format_size
+from tasks.survey import PLANNED, survey
+
+
+def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
+    """Load, read the tables, compile, refuse conflicts: everything that needs no network."""
+    spec = load_spec(spec_path)
+    if spec.package is not None:
+        inputs = load_inputs(spec_path, spec)
+        compile_plan(inputs, previous_records(inputs), targets).refuse_conflicts()
+    else:
+        stac = spec_path.parent / spec.stac
+        items = read_item_dicts(stac)
+        if not locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets):
+            raise InputError(f"{stac}: no asset with an href to lock")
+    return spec
+
+
+@dataclass
+class TargetCounts:
+    to_copy: list[int] = field(default_factory=lambda: [0, 0])
+    verified: list[int] = field(default_factory=lambda: [0, 0])
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlanReport:
+    name: str
+    source: str
+    targets: dict[str, TargetCounts]
+    conflicts: list[str]
+    unselected: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "unselected": self.unselected,
+            "targets": {
+                name: {
+                    "to_copy": {"assets": c.to_copy[0], "bytes": c.to_copy[1]},
+                    "verified": {"assets": c.verified[0], "bytes": c.verified[1]},
+                    "conflicts": c.conflicts,
+                }
+                for name, c in self.targets.items()
+            },
+            "conflicts": self.conflicts,
+        }
+
+    def text(self) -> str:
+        lines = [f"plan for {self.name} (copy from source {self.source})"]
+        lines.append(f"  {'target':<14}{'to copy':<24}{'present, verified':<24}conflicts")
+        for name, c in self.targets.items():
+            lines.append(
+                f"  {name:<14}{_cell(c.to_copy):<24}{_cell(c.verified):<24}{len(c.conflicts)}"
+            )
+        if self.unselected:
+            lines.append(f"  {self.unselected} locked assets are outside the selection")
+        lines += [f"  ✗ {conflict}" for conflict in self.conflicts]
+        if self.conflicts:
+            lines.append("  a run refuses to start until every conflict is resolved")
+        return "\n".join(lines)
+
+
+def plan_report(spec_path: Path, targets: Sequence[str] | None) -> tuple[PlanReport, bool]:
+    spec = load_spec(spec_path)
+    inputs = _inputs(spec_path, spec)
+    plan = compile_plan(inputs, previous_records(inputs), targets)
+    return _report(plan, survey(plan.moves, plan.policy.workers)), bool(plan.conflicts)
+
+
+def _inputs(spec_path: Path, spec: Spec) -> Inputs:
+    if spec.package is not None:
+        return load_inputs(spec_path, spec)
+    stac = spec_path.parent / spec.stac
+    items = read_item_dicts(stac)
+    rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
+    derived = derive_facts(derive_checks(spec, rows), spec.relocate_source)
+    return load_inputs(
+        spec_path, spec, lock=[d.row for d in derived if d.row is not None], items=None
+    )
+
+
+def _report(plan: Plan, rows: Sequence[Any]) -> PlanReport:
+    counts = {t.name: TargetCounts() for t in plan.targets}
+    for row in rows:
+        cell = (
+            counts[row.store].verified
+            if row.outcome == Result.SKIPPED_VERIFIED
+            else counts[row.store].to_copy
+        )
+        if row.outcome in {PLANNED, Result.SKIPPED_VERIFIED}:
+            cell[0] += 1
+            cell[1] += row.bytes
+    for conflict in plan.conflicts:
+        for name, c in counts.items():
+            if conflict.startswith(f"target {name}:"):
+                c.conflicts.append(conflict)
+    return PlanReport(plan.name, plan.source, counts, list(plan.conflicts), plan.unselected)
+
+
+def _cell(cell: list[int]) -> str:
+    return f"{cell[0]} ({format_size(cell[1])})"

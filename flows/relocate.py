@@ -1,0 +1,294 @@
+"""The relocate-package flow: the relocate-assets tutorial as one declarative Prefect flow.
+
+Read `relocate_package` top to bottom: it is the table of contents. Each step below it only
+submits tasks and gathers their rows; every byte moves inside `tasks/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.compile import Plan, compile_plan, derive_checks, target_checks
+from flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from flows.spec import Spec
+from tasks.artifacts import Progress, publish_summary
+from tasks.derive import derive_batch_task, locate_assets
+from tasks.errors import RunFailed
+from tasks.items import Alternate, read_item_dicts
+from tasks.locks import LockRow
+from tasks.moves import Check, Record
+from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
+from tasks.relocate import Moved, relocate_batch_task
+from tasks.report import Outcome, write_report
+from tasks.state import compact_records, journal_path, read_records
+from tasks.summary import Summary
+from tasks.survey import survey_task
+from tasks.validate import Validated, validate_batch_task
+
+BATCHES_IN_FLIGHT = 2
+
+
+class RunOverrides(BaseModel):
+    """Run-time changes a user may make from the Prefect UI without editing the spec."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Assets copied at once (spec: relocate.max_workers).",
+    )
+    on_drift: Literal["refuse", "copy"] | None = Field(
+        default=None,
+        description="Copy a source that changed since it was locked (spec: relocate.on_drift).",
+    )
+    fail_fast: bool | None = Field(
+        default=None, description="Stop at the first failed asset (spec: relocate.fail_fast)."
+    )
+
+
+@flow(
+    name="relocate-package",
+    description="Relocate a package's locked assets into every target, enrich the items with "
+    "the new alternates, and validate the remote and relocated locks.",
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+)
+def relocate_package(
+    spec_path: str = "specs/demo.yaml",
+    targets: list[str] | None = None,
+    dry_run: bool = False,
+    overrides: RunOverrides | None = None,
+) -> dict[str, Any]:
+    """Run a package spec: relocate, enrich, derive, validate; fail if any asset failed.
+
+    Args:
+        spec_path: The package spec, relative to the working directory (the repo, in a deployment).
+        targets: Only these targets (default: every target in the spec).
+        dry_run: Compile and show the plan; copy nothing, write nothing.
+        overrides: Run-time settings that take precedence over the spec.
+    """
+    started = time.monotonic()
+    spec = apply_overrides(load_spec(Path(spec_path)), overrides)
+    inputs, derived = gather_inputs(Path(spec_path), spec)
+    plan = prepare_plan(inputs, targets)
+    if dry_run:
+        return finish_run(
+            plan,
+            inputs,
+            [*derived, *survey_task(plan.moves, plan.policy.workers)],
+            started,
+            dry_run=True,
+        )
+    moved, byte_phase_s = relocate_assets(plan, inputs)
+    locks, files = record_relocations(plan, inputs, moved)
+    validated = validate_locks(plan, locks)
+    outcomes = [*derived, *(m.outcome for m in moved)]
+    return finish_run(
+        plan,
+        inputs,
+        outcomes,
+        started,
+        validated=validated,
+        byte_phase_s=byte_phase_s,
+        files=files,
+    )
+
+
+def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
+    changes = overrides.model_dump(exclude_none=True) if overrides else {}
+    if not changes:
+        return spec
+    return spec.model_copy(update={"relocate": spec.relocate.model_copy(update=changes)})
+
+
+def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
+    """The package's tables; for lock-less Items, first derive the lock and write the package."""
+    if spec.package is not None:
+        return load_inputs(spec_path, spec), []
+    stac = spec_path.parent / spec.stac
+    items = read_item_dicts(stac)
+    rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
+    checks = derive_checks(spec, rows)
+    derived = [
+        result
+        for future in [
+            derive_batch_task.submit(batch, spec.relocate_source)
+            for batch in _chunks(checks, spec.relocate.batch.assets)
+        ]
+        for result in future.result()
+    ]
+    lock = [d.row for d in derived if d.row is not None]
+    outputs = OutputPaths((spec_path.parent / spec.outputs).resolve())
+    package = write_package(outputs, items, lock)
+    inputs = load_inputs(spec_path, spec, lock=lock, items=package / "items.parquet")
+    return inputs, [d.outcome for d in derived]
+
+
+def prepare_plan(inputs: Inputs, targets: Sequence[str] | None = None) -> Plan:
+    """Compile, and refuse the whole run if any key conflicts: before a single byte moves."""
+    plan = compile_plan(inputs, previous_records(inputs), targets)
+    plan.refuse_conflicts()
+    get_run_logger().info(
+        "plan: %d assets (%d bytes) from %s into %s, %d batches",
+        len(plan.moves),
+        plan.bytes,
+        plan.source,
+        ", ".join(t.name for t in plan.targets) or "no target",
+        len(plan.batches()),
+    )
+    return plan
+
+
+def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
+    """One task run per batch; concurrency inside each batch, bounded by the memory budget."""
+    if not plan.targets or not plan.moves:
+        return [], 0.0
+    journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
+    progress = Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets))
+    started = time.monotonic()
+    futures = {
+        relocate_batch_task.submit(batch, plan.policy, journals): len(batch)
+        for batch in plan.batches()
+    }
+    moved: list[Moved] = []
+    for future in as_completed(list(futures)):
+        results = future.result()
+        moved.extend(results)
+        progress.advance([m.outcome for m in results], futures[future])
+    order = {move.key: index for index, move in enumerate(plan.moves)}
+    moved.sort(key=lambda m: order[(m.outcome.item_id, m.outcome.asset_key)])
+    return moved, time.monotonic() - started
+
+
+def record_relocations(
+    plan: Plan, inputs: Inputs, moved: Sequence[Moved]
+) -> tuple[dict[str, list[LockRow]], list[Path]]:
+    """Relocated locks and enriched items, from verified copies only: a failed asset is never
+    recorded as relocated, and assets outside this run's selection keep their earlier records."""
+    paths = OutputPaths(inputs.outputs)
+    settled = {(m.outcome.store, m.outcome.item_id, m.outcome.asset_key): m for m in moved}
+    locks: dict[str, list[LockRow]] = {}
+    alternates: list[Alternate] = []
+    for target in plan.targets:
+        journal = journal_path(inputs.outputs, target.name)
+        records: dict[tuple[str, str], Record] = {}
+        for key, record in read_records(journal, fallback_lock=paths.lock(target.name)).items():
+            this_run = settled.get((target.name, *key))
+            if this_run is None:
+                records[key] = record
+            elif this_run.record is not None:
+                records[key] = this_run.record
+        compact_records(journal, records.values())
+        locks[target.name] = [record.row for record in records.values()]
+        alternates += [
+            Alternate(
+                row.item_id,
+                row.asset_key,
+                target.alternate_key,
+                row.href,
+                target.alternate_name,
+                row.size_bytes,
+                row.file_checksum,
+            )
+            for row in locks[target.name]
+        ]
+    if not plan.targets or inputs.items_path is None:
+        return locks, []
+    promotions = [
+        Promotion(t.name, t.alternate_key)
+        for t in plan.targets
+        if inputs.spec.targets[t.name].promote
+    ]
+    return locks, enrich_task(paths, inputs.items_path, locks, alternates, promotions)
+
+
+def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, list[Validated]]:
+    """Dual validation: the remote locks the spec names, and the relocated ones."""
+    jobs: list[tuple[str, list[Check], bool]] = [
+        (checks.name, list(checks.checks), checks.checksums) for checks in plan.source_checks
+    ]
+    jobs += [
+        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        for t in plan.targets
+        if t.name in plan.validate_targets
+    ]
+    futures = [
+        (name, validate_batch_task.submit(batch, name, checksums=checksums))
+        for name, checks, checksums in jobs
+        for batch in _chunks(checks, plan.batch_assets)
+    ]
+    validated: dict[str, list[Validated]] = {name: [] for name, _, _ in jobs}
+    for name, future in futures:
+        validated[name].extend(future.result())
+    return validated
+
+
+def finish_run(
+    plan: Plan,
+    inputs: Inputs,
+    outcomes: list[Outcome],
+    started: float,
+    *,
+    validated: dict[str, list[Validated]] | None = None,
+    byte_phase_s: float = 0.0,
+    dry_run: bool = False,
+    report: Path | None = None,
+    files: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """Report, validation lines, artifacts and the verdict; written even when the run failed."""
+    paths = OutputPaths(inputs.outputs)
+    report = report or paths.report
+    written: list[Path] = []
+    validated = validated or {}
+    for name, results in validated.items():
+        written.append(write_validation(paths, name, [r.line for r in results]))
+        outcomes += [r.outcome for r in results]
+    if not dry_run:
+        write_report(report, outcomes)
+        written.append(report)
+    summary = Summary(
+        name=plan.name,
+        outcomes=tuple(outcomes),
+        elapsed_s=time.monotonic() - started,
+        byte_phase_s=byte_phase_s,
+        outputs=tuple(str(p) for p in (*files, *written)),
+        checksum_locks=frozenset(
+            [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
+        ),
+        dry_run=dry_run,
+    )
+    publish_summary(plan.slug, summary, paths.root.as_uri())
+    get_run_logger().info("%s", summary.text())
+    if not summary.ok:
+        raise RunFailed(summary.text())
+    return run_result(summary, plan)
+
+
+def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:
+    """What the flow run returns: counts a caller (or a parent flow) can act on."""
+    return {
+        "name": summary.name,
+        "ok": summary.ok,
+        "assets": len(plan.moves),
+        "bytes": plan.bytes,
+        "copied_bytes": summary.copied_bytes,
+        "counts": {
+            f"{step}:{store}:{outcome}": count
+            for step in ("derive", "relocate", "validate")
+            for store, row in summary.counts(step).items()
+            for outcome, (count, _) in row.items()
+        },
+        "text": summary.text(),
+    }
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
