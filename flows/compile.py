@@ -143,7 +143,11 @@ def compile_plan(
             conflicts.append(f"no source or target named {name} to validate")
             continue
         lock_rows, _ = source_rows(name, spec.sources[name], selected, inputs)
-        checks.append(LockChecks(name, tuple(source_checks(name, spec, lock_rows)), with_checksums))
+        checks.append(
+            LockChecks(
+                name, tuple(source_checks(name, spec, lock_rows, inputs.base)), with_checksums
+            )
+        )
     return Plan(
         name=spec.name,
         slug=spec.slug,
@@ -197,26 +201,31 @@ def source_rows(
     return rows, None
 
 
-def source_access(row: LockRow, source: Source, chunk_size: int) -> tuple[StoreRef, str]:
-    """Where to fetch one locked row's bytes: its own store, a mirror, or an endpoint override."""
+def source_access(
+    row: LockRow, source: Source, chunk_size: int, base: Path
+) -> tuple[StoreRef, str]:
+    """Where to fetch one locked row's bytes: its own store, a mirror, or an endpoint override.
+
+    A mirror (`store.endpoint` on an http(s) source) serves the same keys elsewhere: another
+    http(s) origin, or a folder (a path, relative to the spec file, or a file:// URL).
+    """
     access = source.store
     compare = frozenset(source.compare)
     kind = row.store_type or ""
     if kind in {"http", "https"} and access.endpoint:
-        mirror = urlsplit(access.endpoint)
         if source.prefix and _under(row.href, source.prefix):
             path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
         else:
             path = row.key or ""
-        ref = StoreRef(
-            mirror.scheme,
-            f"{mirror.scheme}://{mirror.netloc}",
-            mirror.path.strip("/"),
-            access,
-            chunk_size,
-            compare,
-        )
-        return ref, path
+        mirror = urlsplit(access.endpoint)
+        if mirror.scheme in {"http", "https"}:
+            container = f"{mirror.scheme}://{mirror.netloc}"
+            ref = StoreRef(
+                mirror.scheme, container, mirror.path.strip("/"), access, chunk_size, compare
+            )
+            return ref, path
+        folder = base / (unquote(mirror.path) if mirror.scheme == "file" else access.endpoint)
+        return StoreRef("file", None, str(folder.resolve()), access, chunk_size, compare), path
     if kind in {"s3", "gs", "az"} and not access.endpoint and row.store_endpoint_url:
         access = access.model_copy(update={"endpoint": row.store_endpoint_url})
     if kind == "file":
@@ -279,7 +288,9 @@ def plan_moves(
                     previous.get(target.name, {}).get(key),
                 )
             )
-        source_store, source_path = source_access(row, source, spec.relocate.chunk_size)
+        source_store, source_path = source_access(
+            row, source, spec.relocate.chunk_size, inputs.base
+        )
         moves.append(
             Move(
                 source=row,
@@ -336,12 +347,12 @@ def checked_path(path: str) -> str:
     return path
 
 
-def source_checks(name: str, spec: Spec, rows: Iterable[LockRow]) -> list[Check]:
+def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
     source = spec.sources[name]
-    return [Check(row, *source_access(row, source, spec.relocate.chunk_size)) for row in rows]
+    return [Check(row, *source_access(row, source, spec.relocate.chunk_size, base)) for row in rows]
 
 
-def derive_checks(spec: Spec, rows: Iterable[LockRow]) -> list[Check]:
+def derive_checks(spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
     """HEAD each asset of lock-less Items through the first source whose prefix covers it."""
     sources = [s for s in spec.sources.values() if s.lock is None]
     checks = []
@@ -350,7 +361,7 @@ def derive_checks(spec: Spec, rows: Iterable[LockRow]) -> list[Check]:
             (s for s in sources if s.prefix is None or _under(row.href, s.prefix)),
             Source(),
         )
-        checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size)))
+        checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size, base)))
     return checks
 
 

@@ -95,7 +95,7 @@ def _inputs(spec_path: Path, spec: Spec) -> Inputs:
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
-    derived = derive_facts(derive_checks(spec, rows), spec.relocate_source)
+    derived = derive_facts(derive_checks(spec, rows, spec_path.parent), spec.relocate_source)
     return load_inputs(
         spec_path, spec, lock=[d.row for d in derived if d.row is not None], items=None
     )

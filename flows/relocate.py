@@ -116,7 +116,7 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
-    checks = derive_checks(spec, rows)
+    checks = derive_checks(spec, rows, spec_path.parent)
     derived = [
         result
         for future in [
