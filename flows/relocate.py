@@ -6,7 +6,9 @@ submits tasks and gathers their rows; every byte moves inside `tasks/`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -24,16 +26,34 @@ from tasks.derive import derive_batch_task, locate_assets
 from tasks.errors import RunFailed
 from tasks.items import Alternate, read_item_dicts
 from tasks.locks import LockRow
-from tasks.moves import Check, Record
+from tasks.moves import Check
 from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
 from tasks.relocate import Moved, relocate_batch_task
-from tasks.report import Outcome, write_report
+from tasks.report import Outcome, Step, write_report
 from tasks.state import compact_records, journal_path, read_records
 from tasks.summary import Summary
 from tasks.survey import survey_task
 from tasks.validate import Validated, validate_batch_task
 
 BATCHES_IN_FLIGHT = 2
+
+
+class Shard(BaseModel):
+    """One part of a package, relocated by its own flow run (see flows/shards.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0, description="Which shard, from 0.")
+    count: int = Field(ge=1, description="How many shards the package is split into.")
+    report: str = Field(description="Where this shard writes its outcome rows for the parent.")
+
+    def of(self, plan: Plan) -> Plan:
+        """The moves of this shard: every asset of an Item lands in the same shard."""
+        moves = tuple(
+            m
+            for m in plan.moves
+            if zlib.crc32(m.source.item_id.encode()) % self.count == self.index
+        )
+        return dataclasses.replace(plan, moves=moves)
 
 
 class RunOverrides(BaseModel):
@@ -66,6 +86,7 @@ def relocate_package(
     targets: list[str] | None = None,
     dry_run: bool = False,
     overrides: RunOverrides | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Run a package spec: relocate, enrich, derive, validate; fail if any asset failed.
 
@@ -74,11 +95,14 @@ def relocate_package(
         targets: Only these targets (default: every target in the spec).
         dry_run: Compile and show the plan; copy nothing, write nothing.
         overrides: Run-time settings that take precedence over the spec.
+        shard: Set by `relocate-in-shards` only: copy one shard, leave the outputs to the parent.
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     inputs, derived = gather_inputs(Path(spec_path), spec)
     plan = prepare_plan(inputs, targets)
+    if shard is not None:
+        return relocate_shard(shard.of(plan), inputs, shard)
     if dry_run:
         return finish_run(
             plan,
@@ -88,9 +112,9 @@ def relocate_package(
             dry_run=True,
         )
     moved, byte_phase_s = relocate_assets(plan, inputs)
-    locks, files = record_relocations(plan, inputs, moved)
-    validated = validate_locks(plan, locks)
     outcomes = [*derived, *(m.outcome for m in moved)]
+    locks, files = record_relocations(plan, inputs, outcomes)
+    validated = validate_locks(plan, locks)
     return finish_run(
         plan,
         inputs,
@@ -169,25 +193,31 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
 
 
 def record_relocations(
-    plan: Plan, inputs: Inputs, moved: Sequence[Moved]
+    plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
 ) -> tuple[dict[str, list[LockRow]], list[Path]]:
-    """Relocated locks and enriched items, from verified copies only: a failed asset is never
-    recorded as relocated, and assets outside this run's selection keep their earlier records."""
+    """Relocated locks and enriched items, from the journals of verified copies.
+
+    A failed asset is never recorded as relocated; assets outside this run (another selection,
+    another shard's failure) keep their earlier records. The journal is compacted to match.
+    """
     paths = OutputPaths(inputs.outputs)
-    settled = {(m.outcome.store, m.outcome.item_id, m.outcome.asset_key): m for m in moved}
+    settled = {
+        (o.store, o.item_id, o.asset_key): not o.failed for o in outcomes if o.step == Step.RELOCATE
+    }
+    order = {move.key: index for index, move in enumerate(plan.moves)}
     locks: dict[str, list[LockRow]] = {}
     alternates: list[Alternate] = []
     for target in plan.targets:
         journal = journal_path(inputs.outputs, target.name)
-        records: dict[tuple[str, str], Record] = {}
-        for key, record in read_records(journal, fallback_lock=paths.lock(target.name)).items():
-            this_run = settled.get((target.name, *key))
-            if this_run is None:
-                records[key] = record
-            elif this_run.record is not None:
-                records[key] = this_run.record
-        compact_records(journal, records.values())
-        locks[target.name] = [record.row for record in records.values()]
+        journaled = read_records(journal, fallback_lock=paths.lock(target.name))
+        kept = {
+            key: record
+            for key, record in journaled.items()
+            if settled.get((target.name, *key), True)
+        }
+        records = sorted(kept.items(), key=lambda pair: order.get(pair[0], len(order)))
+        compact_records(journal, [record for _, record in records])
+        locks[target.name] = [record.row for _, record in records]
         alternates += [
             Alternate(
                 row.item_id,
@@ -197,6 +227,7 @@ def record_relocations(
                 target.alternate_name,
                 row.size_bytes,
                 row.file_checksum,
+                row.store_endpoint_url,
             )
             for row in locks[target.name]
         ]
@@ -208,6 +239,27 @@ def record_relocations(
         if inputs.spec.targets[t.name].promote
     ]
     return locks, enrich_task(paths, inputs.items_path, locks, alternates, promotions)
+
+
+def relocate_shard(plan: Plan, inputs: Inputs, shard: Shard) -> dict[str, Any]:
+    """A shard copies and journals its part; its outcomes go to a file the parent merges."""
+    moved, byte_phase_s = relocate_assets(plan, inputs)
+    write_report(Path(shard.report), [m.outcome for m in moved])
+    failed = sum(1 for m in moved if m.outcome.failed)
+    get_run_logger().info(
+        "shard %d/%d: %d assets, %d failed, byte phase %.2f s",
+        shard.index,
+        shard.count,
+        len(plan.moves),
+        failed,
+        byte_phase_s,
+    )
+    return {
+        "shard": shard.index,
+        "assets": len(plan.moves),
+        "failed": failed,
+        "byte_phase_s": byte_phase_s,
+    }
 
 
 def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, list[Validated]]:
