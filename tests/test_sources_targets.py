@@ -200,9 +200,7 @@ outputs: out
     result = relocate(spec)
 
     assert result["ok"], result["text"]
-    assert (
-        oam_origin.count("GET") == 4 + 4
-    )  # one read per asset, then the https validation has none
+    assert oam_origin.count("GET") == 4  # one read per asset feeds both targets
     for lock in ("https", "local", "bucket"):
         assert result["counts"][f"validate:{lock}:valid"] == 4
     bucket_rows = read_lock(tmp_path / "out" / "bucket.assets.lock.parquet")
