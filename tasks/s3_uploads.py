@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
-from xml.etree import ElementTree
+from xml.etree import ElementTree as ET
 
 from tasks.access import ResolvedKeys, resolve_credentials
 from tasks.errors import redact
@@ -59,15 +59,15 @@ def list_uploads(ref: StoreRef, keys: ResolvedKeys, prefix: str) -> list[Upload]
     query = {"uploads": "", "prefix": prefix}
     while True:
         body = _request(ref, keys, "GET", "", query)
-        root = ElementTree.fromstring(body)  # noqa: S314 - the answer of our own S3 endpoint
-        for node in root.iter(f"{S3_NS}Upload"):
-            uploads.append(
-                Upload(
-                    key=node.findtext(f"{S3_NS}Key", ""),
-                    upload_id=node.findtext(f"{S3_NS}UploadId", ""),
-                    initiated=_parse_time(node.findtext(f"{S3_NS}Initiated", "")),
-                )
+        root = ET.fromstring(body)  # noqa: S314 - the answer of our own S3 endpoint
+        uploads.extend(
+            Upload(
+                key=node.findtext(f"{S3_NS}Key", ""),
+                upload_id=node.findtext(f"{S3_NS}UploadId", ""),
+                initiated=_parse_time(node.findtext(f"{S3_NS}Initiated", "")),
             )
+            for node in root.iter(f"{S3_NS}Upload")
+        )
         if root.findtext(f"{S3_NS}IsTruncated", "false").lower() != "true":
             return uploads
         query = {
@@ -165,6 +165,6 @@ def _region(ref: StoreRef) -> str:
 
 def _parse_time(text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)
     except ValueError:
         return datetime.max.replace(tzinfo=UTC)
