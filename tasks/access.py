@@ -9,27 +9,43 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from tasks.errors import InputError
 
-DEFAULT_TIMEOUT = timedelta(minutes=30)
-DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=10)
-DEFAULT_READ_TIMEOUT = timedelta(seconds=60)
+DEFAULT_TIMEOUT = "30min"
+DEFAULT_CONNECT_TIMEOUT = "10s"
+DEFAULT_READ_TIMEOUT = "60s"
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_BLOCK_NAME = r"^[a-z0-9][a-z0-9-]*$"
+_AWS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}$")
+_USE_REFERENCES = (
+    "a literal secret is not allowed in a spec (specs are checked in and logged): "
+    "write {env: VARIABLE_NAME}, or name a Prefect Secret block in credentials.prefect_secret"
+)
 
 
 def _refuse_literal_secret(value: Any) -> Any:
-    if isinstance(value, str):
-        raise ValueError(
-            "a literal secret is not allowed in a spec: write {env: VARIABLE_NAME} "
-            "or use credentials.prefect_secret"
-        )
-    return value
+    """Anything but a mapping here is the secret itself (or a typo of one): never echo it."""
+    if isinstance(value, dict | EnvRef):
+        return value
+    raise ValueError(_USE_REFERENCES)
 
 
 class EnvRef(BaseModel):
@@ -37,6 +53,22 @@ class EnvRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
     env: str = Field(pattern=_ENV_NAME, description="Environment variable to read at run time.")
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _a_name(cls, value: Any) -> Any:
+        """A name matches `_ENV_NAME`, and so does an AWS access key id: refuse the latter."""
+        if isinstance(value, str) and _AWS_KEY_ID.match(value):
+            raise ValueError(
+                "this looks like an AWS access key id, not the name of an environment variable; "
+                + _USE_REFERENCES
+            )
+        if not isinstance(value, str) or not re.match(_ENV_NAME, value):
+            raise ValueError(
+                "expected the name of an environment variable (letters, digits and _, "
+                "not starting with a digit)"
+            )
+        return value
 
 
 SecretRef = Annotated[EnvRef, BeforeValidator(_refuse_literal_secret)]
@@ -56,65 +88,174 @@ class Credentials(BaseModel):
         default=None, description="{env: VAR} naming the secret access key's variable."
     )
     session_token: SecretRef | None = Field(
-        default=None, description="{env: VAR} naming the session token's variable."
+        default=None,
+        description="{env: VAR} naming the session token's variable (temporary credentials).",
     )
     prefect_secret: str | None = Field(
         default=None,
+        pattern=_BLOCK_NAME,
         description="Name of a Prefect Secret block holding JSON "
         '{"access_key_id": ..., "secret_access_key": ..., "session_token": ...}.',
     )
 
-    @field_validator("prefect_secret")
+    @field_validator("prefect_secret", mode="before")
     @classmethod
-    def _block_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.replace("-", "").isalnum():
-            raise ValueError("a Prefect block name has lowercase letters, digits and dashes")
+    def _block_name(cls, value: Any) -> Any:
+        """A block name is short and plain; anything else is likely the secret: never echo it."""
+        if value is not None and not (isinstance(value, str) and re.match(_BLOCK_NAME, value)):
+            raise ValueError(
+                "expected the name of a Prefect Secret block (lowercase letters, digits and "
+                "dashes); " + _USE_REFERENCES
+            )
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Credentials:
+        named = [
+            f for f in ("access_key_id", "secret_access_key", "session_token") if getattr(self, f)
+        ]
+        if self.prefect_secret and named:
+            raise ValueError("give either prefect_secret or {env: VAR} keys, not both")
+        if not self.prefect_secret and not (self.access_key_id and self.secret_access_key):
+            raise ValueError(
+                "name both access_key_id and secret_access_key as {env: VAR}, or a "
+                "prefect_secret (leave credentials out to use the standard AWS environment)"
+            )
+        return self
 
 
 def _duration(value: Any) -> Any:
+    """`30s`, `5min`, `2h`, `250ms`, or a number of seconds (also as a string, from `${VAR}`)."""
+    if isinstance(value, timedelta):
+        return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value}")
         return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        for suffix, unit in (("ms", 0.001), ("s", 1), ("min", 60), ("m", 60), ("h", 3600)):
-            if text.endswith(suffix) and text[: -len(suffix)].strip().replace(".", "", 1).isdigit():
-                return timedelta(seconds=float(text[: -len(suffix)]) * unit)
-        raise ValueError(f"expected a duration like 30s, 5min or 2h, got {value!r}")
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2].lower()])
+    shown = repr(value) if isinstance(value, str) else json.dumps(value, default=str)[:40]
+    raise ValueError(f"expected a duration like 30s, 5min or 2h, got {shown}")
+
+
+_DURATION_UNITS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|)\s*$", re.IGNORECASE)
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+(\.\d+)?\s*([mM][sS]|[sS]|[mM][iI][nN]|[mM]|[hH])?\s*$",
+                },
+            ],
+            "description": "Seconds, or a duration with a unit: 250ms, 30s, 5min (or 5m), 2h.",
+        }
+    ),
+]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class Access(BaseModel):
-    """Connection settings for a source or target store; each applies where it makes sense."""
+    """Connection settings for a source or target store; each applies where it makes sense.
+
+    `allow_http` and `anonymous` come before the fields they constrain: a field validator sees
+    only the fields declared above it, and a field-level error names the field it is about.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-    endpoint: str | None = Field(
-        default=None,
-        description="S3-compatible endpoint (overrides a lock's store_endpoint_url), or for "
-        "http(s) sources a mirror that serves the same keys.",
-    )
-    region: str | None = Field(default=None, description="S3 region, e.g. us-east-1.")
-    anonymous: bool = Field(default=False, description="Unsigned requests (public buckets).")
-    requester_pays: bool = Field(default=False, description="Send x-amz-request-payer.")
     allow_http: bool = Field(
         default=False,
         description="Permit plain http:// URLs and endpoints (refused unless set, so that no "
         "credential or byte crosses the network unencrypted by accident).",
     )
+    endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint (overrides a lock's store_endpoint_url), or for "
+        "an http(s) source a mirror that serves the same keys: an http(s):// URL, or a folder "
+        "(relative to the spec file, or file://). No user, password or query string in it; "
+        "plain http:// needs allow_http: true.",
+    )
+    region: str | None = Field(default=None, description="S3 region, e.g. us-east-1.")
+    anonymous: bool = Field(default=False, description="Unsigned requests (public buckets).")
+    requester_pays: bool = Field(default=False, description="Send x-amz-request-payer.")
     credentials: Credentials | None = Field(
-        default=None, description="Keys from named environment variables or a Prefect Secret."
+        default=None,
+        description="Keys from named environment variables or a Prefect Secret; never the "
+        "keys themselves. Default: the standard AWS environment (AWS_ACCESS_KEY_ID, ...).",
     )
-    timeout: Duration = Field(
-        default=DEFAULT_TIMEOUT, description="Limit for one whole request, body included."
+    timeout: PositiveDuration = Field(
+        default=DEFAULT_TIMEOUT,
+        description="Limit for one whole request, body included (a duration: 30s, 5min, 2h, "
+        "or seconds).",
     )
-    connect_timeout: Duration = Field(default=DEFAULT_CONNECT_TIMEOUT)
-    read_timeout: Duration = Field(
+    connect_timeout: PositiveDuration = Field(
+        default=DEFAULT_CONNECT_TIMEOUT,
+        description="Limit for opening a connection (a duration).",
+    )
+    read_timeout: PositiveDuration = Field(
         default=DEFAULT_READ_TIMEOUT,
-        description="A response that sends nothing for this long is treated as stalled.",
+        description="A response that sends nothing for this long is treated as stalled "
+        "(a duration).",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("expected a URL or a folder, got an empty string")
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        scheme = urlsplit(value).scheme
+        if scheme not in {"", "file", "http", "https"}:
+            raise ValueError(
+                f"expected an http(s):// URL (or, for a mirror of an http(s) source, a folder), "
+                f"got {value!r}"
+            )
+        if scheme == "http" and not info.data.get("allow_http"):
+            raise ValueError("a plain http:// endpoint needs allow_http: true in the same store")
+        return value
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _credentials_mapping(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not isinstance(value, dict | Credentials):
+            raise ValueError(_USE_REFERENCES)
+        if value is not None and info.data.get("anonymous"):
+            raise ValueError("anonymous: true sends unsigned requests; drop one of the two")
+        return value
+
+
+def url_problem(url: str) -> str | None:
+    """Why a URL written in a spec would leak a secret, or None.
+
+    A user:password or a query string (signed URLs carry their signature there) is a credential
+    in the spec's literal text; the problem never repeats the URL, so it never echoes the secret.
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return (
+            "a URL cannot carry a user name or password: name them under credentials, "
+            "as {env: VARIABLE_NAME} or a prefect_secret"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith("?"):
+        return "a URL cannot hold a query string (signed URLs carry secrets there)"
+    return None
 
 
 class ResolvedKeys(BaseModel):

@@ -6,6 +6,7 @@ so a lock we write validates with stacpkg too.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from tasks.errors import AssetError, ErrorClass
 from tasks.stores import Chunk, Facts, StoreRef, iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_STAGED_NAME = 255 - 1 - len(TEMP_MARKER) - 32  # `.` + name + marker + uuid hex fit NAME_MAX
 
 
 def stat_facts(stat: os.stat_result) -> Facts:
@@ -61,7 +63,7 @@ class FileStore:
     @contextmanager
     def writer(self, path: str) -> Iterator[_FileWriter]:
         final = self._full(path)
-        temp = final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        temp = final.with_name(f"{_staging_stem(final.name)}{TEMP_MARKER}{uuid.uuid4().hex}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -85,12 +87,14 @@ class FileStore:
         final = self._full(path)
         if not final.parent.is_dir():
             return 0
+        staged = f"{_glob_escape(_staging_stem(final.name))}{TEMP_MARKER}*"
+        numbered = len(final.name) + 1
         stale = [
-            *final.parent.glob(f".{_glob_escape(final.name)}{TEMP_MARKER}*"),
+            *final.parent.glob(staged),
             *(
                 p
                 for p in final.parent.glob(f"{_glob_escape(final.name)}#*")
-                if p.suffix[1:].isdigit()
+                if p.name[numbered:].isdigit()
             ),
         ]
         for leftover in stale:
@@ -132,6 +136,16 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _staging_stem(name: str) -> str:
+    """`.name`, the temp's prefix; shortened with a digest of the name where the marker and
+    suffix would push it past the 255-byte limit of a file name."""
+    if len(os.fsencode(name)) <= MAX_STAGED_NAME:
+        return f".{name}"
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    head = os.fsencode(name)[: MAX_STAGED_NAME - len(digest) - 1].decode(errors="ignore")
+    return f".{head}~{digest}"
 
 
 def _glob_escape(name: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import NoReturn
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from tasks.errors import AssetError, ErrorClass, redact
 from tasks.stores import Facts, StoreRef, Writer, iso, status_error
@@ -36,7 +36,7 @@ class HttpStore:
         parts = urlsplit(ref.container or "")
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise AssetError(
-                ErrorClass.PERMANENT, f"not an http(s) origin: {redact(ref.container)}"
+                ErrorClass.PERMANENT, f"not an http(s) origin: {redact(ref.container or '')!r}"
             )
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._fixed_target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -50,11 +50,12 @@ class HttpStore:
     def head(self, path: str) -> Facts:
         response, connection = self._request("HEAD", path, {})
         with _closing(response, connection):
-            if response.status in {405, 501}:
-                return self._facts_by_get(path)
-            if response.status >= 300:
+            refused = response.status in {405, 501}
+            if response.status >= 300 and not refused:
                 raise status_error(response.status, self.describe(path), _retry_after(response))
-            return _facts(response)
+            facts = _facts(response)
+        # The refusal is read to its end first: an unread response blocks the connection.
+        return self._facts_by_get(path) if refused else facts
 
     @contextmanager
     def open(self, path: str) -> Iterator[_HttpReader]:
@@ -102,10 +103,9 @@ class HttpStore:
             if response.status not in REDIRECTS or not location:
                 return response, connection
             response.read()
-            parts = urlsplit(location)
-            if parts.scheme:
-                self._check_scheme(parts.scheme, parts.netloc)
-                origin = f"{parts.scheme}://{parts.netloc}"
+            parts = urlsplit(urljoin(origin + target, location))  # Location may be relative
+            self._check_scheme(parts.scheme, parts.netloc)
+            origin = f"{parts.scheme}://{parts.netloc}"
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         raise AssetError(ErrorClass.PERMANENT, f"too many redirects: {self.describe(path)}")
 
@@ -121,7 +121,7 @@ class HttpStore:
                 response = connection.getresponse()
             except _NETWORK_ERRORS as exc:
                 connection.close()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
                     continue  # the server closed an idle keep-alive connection: reconnect once
                 _raise_network(exc, redact(origin + target))
             connection.stacflow_reused = True
@@ -243,6 +243,7 @@ class _HttpReader:
         content_range = response.getheader("Content-Range", "")
         if response.status != 206 or not content_range.startswith(f"bytes {offset}-"):
             response.close()
+            connection.close()  # its unread body must never reach the next request
             return False
         self.response, self.connection = response, connection
         return True
@@ -267,12 +268,11 @@ def _closing(
 
 
 def _facts(response: http.client.HTTPResponse) -> Facts:
-    size = None
-    content_range = response.getheader("Content-Range")
-    if content_range and "/" in content_range and not content_range.endswith("/*"):
-        size = int(content_range.rsplit("/", 1)[1])
-    elif response.getheader("Content-Length") is not None:
-        size = int(response.getheader("Content-Length"))
+    content_range = response.getheader("Content-Range") or ""
+    if "/" in content_range:
+        size = _count(content_range.rsplit("/", 1)[1])
+    else:
+        size = _count(response.getheader("Content-Length") or "")
     modified = response.getheader("Last-Modified")
     last_modified = None
     if modified:
@@ -283,12 +283,18 @@ def _facts(response: http.client.HTTPResponse) -> Facts:
     return Facts(size=size, etag=response.getheader("ETag"), last_modified=last_modified)
 
 
+def _count(value: str) -> int | None:
+    """A byte count from a header; None for `*` or anything unparsable, as for no header."""
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 def _retry_after(response: http.client.HTTPResponse) -> float | None:
     value = response.getheader("Retry-After")
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
+    if (seconds := _count(value)) is not None:
+        return float(seconds)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):

@@ -24,7 +24,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 
 from tasks.access import resolve_credentials
 from tasks.errors import AssetError, ErrorClass, redact
-from tasks.stores import Facts, StoreRef, iso
+from tasks.stores import Chunk, Facts, StoreRef, iso
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 PART_CONCURRENCY = 2
@@ -62,17 +62,18 @@ class ObjectStore:
         yield _ObjectReader(result, self.ref.chunk_size, self.describe(path))
 
     @contextmanager
-    def writer(self, path: str) -> Iterator[Any]:
+    def writer(self, path: str) -> Iterator[_ObjectWriter]:
         part = max(self.ref.chunk_size, MIN_PART_SIZE)
+        where = self.describe(path)
         try:
             with obstore.open_writer(
                 self.store, path, buffer_size=part, max_concurrency=PART_CONCURRENCY
             ) as handle:
-                yield handle
+                yield _ObjectWriter(handle, where)
         except AssetError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _classify(exc, self.describe(path)) from None
+            raise _classify(exc, where) from None
 
     def sweep(self, path: str) -> int:  # noqa: ARG002 - multipart leftovers: see s3_uploads
         return 0
@@ -88,6 +89,21 @@ class _ObjectReader:
     def chunks(self) -> Iterator[Any]:
         try:
             yield from self._result.stream(min_chunk_size=self._chunk_size)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, self._where) from None
+
+
+class _ObjectWriter:
+    """obstore keeps each buffer it is given, uncopied, until its part is sent; readers reuse
+    theirs for the next chunk, so a chunk is copied here. Errors are classified like the rest."""
+
+    def __init__(self, handle: Any, where: str) -> None:
+        self._handle = handle
+        self._where = where
+
+    def write(self, chunk: Chunk) -> None:
+        try:
+            self._handle.write(bytes(chunk))
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, self._where) from None
 
@@ -146,14 +162,15 @@ def _build(ref: StoreRef) -> Any:
 def _classify(exc: BaseException, where: str) -> AssetError:
     if isinstance(exc, FileNotFoundError):
         return AssetError(ErrorClass.PERMANENT, f"not found: {where}", status=404)
-    if isinstance(exc, UnauthenticatedError | PermissionDeniedError):
+    if isinstance(exc, UnauthenticatedError | PermissionDeniedError | PermissionError):
         return AssetError(ErrorClass.PERMANENT, f"access denied: {where}", status=403)
     if isinstance(exc, PreconditionError):
         return AssetError(ErrorClass.DRIFT, f"object changed while reading: {where}", status=412)
     summary = str(exc).split("\n\nDebug source:")[0]
     status = _STATUS.search(summary)
     code = int(status.group(1)) if status else None
-    if isinstance(exc, GenericError) and _TRANSIENT.search(summary):
+    # The buffered writer reports what GenericError would say as a plain OSError.
+    if isinstance(exc, GenericError | OSError) and _TRANSIENT.search(summary):
         return AssetError(ErrorClass.TRANSIENT, f"{summary}: {where}", status=code)
     if isinstance(exc, BaseError | ValueError | OSError):
         return AssetError(ErrorClass.PERMANENT, f"{summary}: {where}", status=code)

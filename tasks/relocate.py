@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.runtime import task_run
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass
@@ -122,9 +123,13 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
         ):
             with attempt:
                 attempts += 1
-                pending = _copy_attempt(
-                    move, pending, policy, done=done, started=started, attempts=attempts
-                )
+                try:
+                    pending = _copy_attempt(
+                        move, pending, policy, done=done, started=started, attempts=attempts
+                    )
+                except _Retry as retry:
+                    pending = retry.legs  # legs that settled keep their outcome and record
+                    raise
     except AssetError as error:
         result = Result.DRIFTED if error.error_class == ErrorClass.DRIFT else Result.FAILED
         for leg in pending:
@@ -392,13 +397,16 @@ def _is_transient(error: BaseException) -> bool:
 
 
 def _backoff(policy: CopyPolicy) -> Any:
-    exponential = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+    """A server's Retry-After, else exponential from `initial_backoff` with jitter in proportion
+    (tenacity's fixed 1 s jitter would swamp a short initial backoff)."""
 
     def wait(state: Any) -> float:
         error = state.outcome.exception()
         if isinstance(error, AssetError) and error.retry_after is not None:
             return min(error.retry_after, policy.max_backoff)
-        return exponential(state)
+        initial = policy.initial_backoff
+        jitter = random.uniform(0, initial)  # noqa: S311 - spreads retries, not a secret
+        return min(initial * 2 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
 
     return wait
 

@@ -51,7 +51,7 @@ def read_records(path: Path, fallback_lock: Path | None = None) -> dict[tuple[st
         for row in read_lock(fallback_lock):
             records[(row.item_id, row.asset_key)] = Record(row, None, None, None)
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_bytes().splitlines():
             record = _parse(line)
             if record is not None:
                 records[(record.row.item_id, record.row.asset_key)] = record
@@ -72,9 +72,10 @@ def _line(record: Record) -> str:
     return json.dumps(data, separators=(",", ":")) + "\n"
 
 
-def _parse(line: str) -> Record | None:
+def _parse(line: bytes) -> Record | None:
+    """None for a line a kill or power loss tore, even inside a multi-byte character."""
     try:
-        data = json.loads(line)
+        data = json.loads(line.decode())
         source = data.pop("source")
         return Record(LockRow(**data), source["size"], source["etag"], source["last_modified"])
     except (ValueError, KeyError, TypeError):

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger, task
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass, redact
@@ -26,6 +32,7 @@ from tasks.report import Outcome, Result, Step
 from tasks.stores import FACT_NAMES, Facts, open_store
 
 CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
+HTTP_TYPES = frozenset({"http", "https"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +56,14 @@ def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES)
 
 
 def missing_fields(row: LockRow) -> list[str]:
-    missing = [name for name in ("store_type", "key") if row.__getattribute__(name) in {None, ""}]
+    """As `locations.to_href` reads a row: an http(s) row whose container is a whole href
+    (stacpkg's `https://host/p?query`) has the key "", which is not missing."""
+    whole_href = row.store_type in HTTP_TYPES and row.key == ""
+    missing = [] if row.store_type else ["store_type"]
+    if not row.key and not whole_href:
+        missing.append("key")
     if row.store_type in CONTAINER_TYPES and not row.store_container:
         missing.append("store_container")
-    if row.store_type in CONTAINER_TYPES and row.key is None and "key" not in missing:
-        missing.append("key")
     return missing
 
 
@@ -66,7 +76,7 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[st
     try:
         for attempt in Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=10),
+            wait=wait_exponential(multiplier=0.5, max=10) + wait_random(0, 0.5),
             retry=retry_if_exception(
                 lambda e: isinstance(e, AssetError) and e.error_class == ErrorClass.TRANSIENT
             ),

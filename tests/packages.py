@@ -43,7 +43,7 @@ def make_package(
                 asset_key,
                 parse_href(href),
                 size_bytes=len(data),
-                etag=f'"{hashlib.md5(data).hexdigest()}"',  # noqa: S324 - S3's ETag
+                etag=f'"{hashlib.md5(data).hexdigest()}"',
                 last_modified=LAST_MODIFIED,
                 file_checksum=sha256_multihash(hashlib.sha256(data).digest())
                 if checksums

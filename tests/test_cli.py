@@ -1,4 +1,4 @@
-"""The CLI in-process, on the real Prefect engine: exit codes, the demo, keys from the environment."""
+"""The CLI in-process on the real Prefect engine: exit codes, the demo, keys from the env."""
 
 from __future__ import annotations
 
