@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from tasks.relocate import CopyPolicy
 from tasks.stores import StoreRef
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
+MAX_NAME_BYTES = 255
+MAX_OBJECT_KEY_BYTES = 1024
 PER_ASSET_BUFFERS = {"file": 2, "s3": 5, "gs": 5, "az": 5}
 
 
@@ -253,8 +256,16 @@ def plan_moves(
     conflicts: list[str] = []
     moves: list[Move] = []
     claimed: dict[str, dict[str, tuple[str, str]]] = {t.name: {} for t in targets}
+    seen: set[tuple[str, str]] = set()
     for row in rows:
         key = (row.item_id, row.asset_key)
+        if key in seen:
+            conflicts.append(
+                f"source {source_name}: the lock has more than one row for "
+                f"{row.item_id}/{row.asset_key}"
+            )
+            continue
+        seen.add(key)
         missing = [f for f in ("store_type", "key") if not getattr(row, f)]
         if missing:
             conflicts.append(
@@ -268,6 +279,7 @@ def plan_moves(
                 path = target_path(
                     spec.targets[target.name].layout, row, inputs.collections.get(row.item_id)
                 )
+                fits_store(target.store, path)
             except ValueError as error:
                 conflicts.append(f"target {target.name}: {row.item_id}/{row.asset_key}: {error}")
                 continue
@@ -291,6 +303,12 @@ def plan_moves(
         source_store, source_path = source_access(
             row, source, spec.relocate.chunk_size, inputs.base
         )
+        if _plain_http(source_store) and not source_store.access.allow_http:
+            conflicts.append(
+                f"source {source_name}: {row.item_id}/{row.asset_key} is reached over plain "
+                f"http:// ({_origin_of(source_store)}); set sources.{source_name}.store.allow_http"
+            )
+            continue
         moves.append(
             Move(
                 source=row,
@@ -342,9 +360,22 @@ def checked_path(path: str) -> str:
     parts = path.split("/")
     if not path or any(part in {"", ".", ".."} for part in parts):
         raise ValueError(f"key {path!r} would not stay under the target root")
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if any(unicodedata.category(c) == "Cc" for c in path):
         raise ValueError(f"key {path!r} holds control characters")
     return path
+
+
+def fits_store(store: StoreRef, path: str) -> None:
+    """Refuse keys the store cannot hold: at plan time, not one failed asset at a time."""
+    if store.kind == "file":
+        long = [part for part in path.split("/") if len(part.encode()) > MAX_NAME_BYTES]
+        if long:
+            raise ValueError(
+                f"key segment {long[0]!r} is longer than {MAX_NAME_BYTES} bytes, "
+                "which no file system holds"
+            )
+    elif len(f"{store.root}/{path}".encode()) > MAX_OBJECT_KEY_BYTES:
+        raise ValueError(f"key {path!r} is longer than {MAX_OBJECT_KEY_BYTES} bytes")
 
 
 def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
@@ -423,6 +454,15 @@ def _shown(store: StoreRef, path: str) -> str:
     return (
         str(Path(store.root) / path) if store.kind == "file" else _target_location(store, path).href
     )
+
+
+def _plain_http(store: StoreRef) -> bool:
+    return store.kind == "http" or (store.access.endpoint or "").startswith("http://")
+
+
+def _origin_of(store: StoreRef) -> str:
+    url = store.container if store.kind == "http" else store.access.endpoint
+    return urlsplit(url or "").netloc
 
 
 def _under(href: str, prefix: str) -> bool:

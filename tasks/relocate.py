@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from tasks.checksum import is_sha256_multihash, sha256_multihash
-from tasks.errors import AssetError, ErrorClass
+from tasks.errors import AssetError, ErrorClass, StacflowError
 from tasks.moves import Leg, Move, Record
 from tasks.report import Outcome, Result, Step
+from tasks.s3_uploads import abort_stale_uploads
 from tasks.state import append_records, read_records
-from tasks.stores import Facts, Writer, open_store
+from tasks.stores import Facts, StoreRef, Writer, open_store
 from tasks.validate import mismatches
 
 log = logging.getLogger("stacflow")
@@ -67,6 +69,7 @@ def relocate_batch(
     journals = journals or {}
     if resume:
         moves = _with_journaled(moves, journals)
+    abort_leftover_uploads(moves)
     stop = threading.Event()
     journal_lock = threading.Lock()
 
@@ -95,6 +98,25 @@ def relocate_batch(
     for journal in journals.values():
         append_records(journal, [], sync=True)
     return results
+
+
+def abort_leftover_uploads(moves: Sequence[Move]) -> int:
+    """Multipart uploads a killed run left open on this batch's S3 keys are aborted first."""
+    paths: dict[StoreRef, list[str]] = {}
+    for move in moves:
+        for leg in move.legs:
+            if leg.store.kind == "s3":
+                paths.setdefault(leg.store, []).append(leg.path)
+    started = datetime.now(UTC)
+    aborted = 0
+    for store, keys in paths.items():
+        try:
+            aborted += abort_stale_uploads(store, keys, started)
+        except StacflowError as error:
+            log.warning("could not look for leftover uploads in %s: %s", store.container, error)
+    if aborted:
+        log.info("aborted %d multipart uploads an earlier, killed run left open", aborted)
+    return aborted
 
 
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:

@@ -120,11 +120,6 @@ def test_checked_path_refuses(path, problem):
         checked_path(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/compile.py checked_path only refuses C0 controls and DEL; C1 controls "
-    "(U+0080-U+009F, e.g. NEL) pass into source-key target keys",
-)
 def test_checked_path_refuses_c1_control_characters():
     with pytest.raises(ValueError, match="control characters"):
         checked_path("upload/next\x85line.tif")
@@ -228,21 +223,11 @@ def test_hostile_ids_compile_without_conflict_when_distinct():
         assert Path(leg.row.key).is_relative_to(ROOT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/compile.py does not refuse a key segment longer than 255 bytes; no file "
-    "system can hold it, so the run fails per asset instead of at plan time",
-)
 def test_a_segment_too_long_for_a_file_system_is_refused_at_plan_time():
     plan = _plan([_row("x" * 300, "visual")])
     assert any("x" * 300 in conflict for conflict in plan.conflicts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/compile.py plan_moves keys its claims by (item_id, asset_key), so two lock "
-    "rows for one asset with different sources both get a leg to the same target key",
-)
 def test_one_asset_locked_twice_from_different_sources_is_a_conflict():
     plan = _plan([_row("i", "a", "up/x.tif"), _row("i", "a", "other/y.tif")])
     assert len(plan.conflicts) == 1

@@ -65,3 +65,27 @@ def test_only_the_plans_stale_uploads_are_aborted(moto_endpoint, s3_bucket, monk
 
     # moto reports every upload as initiated in 2010, so "begun before this batch" cannot be
     # shown failing here; the key filter above is what keeps other writers' uploads safe.
+
+
+def test_a_batch_aborts_the_uploads_a_killed_run_left_on_its_keys(
+    moto_endpoint, s3_bucket, tmp_path, origin
+):
+    from tasks.locks import LockRow  # noqa: PLC0415
+    from tasks.moves import Leg, Move  # noqa: PLC0415
+    from tasks.relocate import CopyPolicy, relocate_batch  # noqa: PLC0415
+
+    client = _client(moto_endpoint)
+    client.create_multipart_upload(Bucket=s3_bucket, Key="m/a.bin")
+    (origin.root / "a.bin").write_bytes(b"payload")
+    target = StoreRef("s3", s3_bucket, "m", Access(endpoint=moto_endpoint, allow_http=True))
+    source = LockRow("i", "a", "http", origin.url, None, "a.bin", 7)
+    move = Move(
+        source=source,
+        source_store=StoreRef("http", origin.url, "", Access(allow_http=True)),
+        source_path="a.bin",
+        legs=(Leg("s3", target, "a.bin", LockRow("i", "a", "s3", s3_bucket, None, "m/a.bin")),),
+    )
+    [moved] = relocate_batch([move], CopyPolicy(workers=1, attempts=1))
+
+    assert moved.outcome.outcome == "copied"
+    assert list_multipart_uploads(moto_endpoint, s3_bucket) == []
