@@ -15,7 +15,7 @@ from flows.compile import Plan, compile_plan, derive_checks
 from flows.inputs import Inputs, load_inputs, load_spec, previous_records
 from flows.spec import Spec
 from tasks.derive import derive_facts, locate_assets
-from tasks.errors import InputError
+from tasks.errors import InputError, PlanConflict, SpecError
 from tasks.items import read_item_dicts
 from tasks.report import Result
 from tasks.sizes import format_size
@@ -23,16 +23,29 @@ from tasks.survey import PLANNED, survey
 
 
 def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
-    """Load, read the tables, compile, refuse conflicts: everything that needs no network."""
+    """Load, read the tables, compile, refuse conflicts: everything that needs no network.
+
+    A table or plan problem found past the loader names the spec file too, as a loader error
+    does: whoever runs many specs (a CI job, `stacflow serve`) must see which one to fix.
+    """
     spec = load_spec(spec_path)
-    if spec.package is not None:
-        inputs = load_inputs(spec_path, spec)
-        compile_plan(inputs, previous_records(inputs), targets).refuse_conflicts()
-    else:
-        stac = spec_path.parent / spec.stac
+    stac = spec_path.parent / spec.stac if spec.stac is not None else None
+    try:
+        if stac is None:
+            inputs = load_inputs(spec_path, spec)
+            compile_plan(inputs, previous_records(inputs), targets).refuse_conflicts()
+            return spec
         items = read_item_dicts(stac)
-        if not locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets):
-            raise InputError(f"{stac}: no asset with an href to lock")
+        located = locate_assets(
+            items, base=stac.parent, metadata_assets=spec.select.metadata_assets
+        )
+    except (InputError, PlanConflict) as error:
+        raise SpecError(str(spec_path), None, "", str(error)) from error
+    if not located:
+        problem = "no asset with an href to lock (assets keyed 'metadata' count only with "
+        raise SpecError(
+            str(spec_path), None, "stac", f"{stac}: {problem}select.metadata_assets: true)"
+        )
     return spec
 
 

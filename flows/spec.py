@@ -8,37 +8,57 @@ file's folder as validation context.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from flows.specfile import SpecFieldError
-from tasks.access import Access, Duration
-from tasks.sizes import parse_size
+from tasks.access import Access, Duration, url_problem
+from tasks.sizes import format_size, parse_size
 
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_MEMORY_LIMIT = "512MiB"
 DEFAULT_CHUNK_SIZE = "8MiB"
 DEFAULT_BATCH_ASSETS = 200
 DEFAULT_BATCH_BYTES = "4GiB"
+DEFAULT_ATTEMPTS = 5
+DEFAULT_INITIAL_BACKOFF = "1s"
+DEFAULT_MAX_BACKOFF = "60s"
+MIN_CHUNK_SIZE = 64 * 1024
+CHUNKS_IN_BUDGET = 4
 LAYOUTS = ("item-asset", "source-key")
 TEMPLATE_FIELDS = frozenset(
     {"collection", "item_id", "asset_key", "ext", "source_key", "source_dir", "source_name"}
 )
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+def _spec_path(value: Any) -> Any:
+    """An empty path would silently mean the spec's own folder; `~` means the user's home."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a path, got an empty string")
+        return Path(value).expanduser()
+    return value
+
 
 Size = Annotated[
     int,
@@ -47,13 +67,35 @@ Size = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKMGT]i?)?[bB]?\s*$"},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgGtT][iI]?[bB])?\s*$",
+                },
             ],
-            "description": "Bytes, or a size with a unit: 512MiB, 8MiB, 1GB.",
+            "description": "Bytes, or a size with a unit: 512MiB, 8MiB, 1GB "
+            "(units B, kB, MB, GB, TB, KiB, MiB, GiB, TiB).",
         }
     ),
 ]
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+SpecPath = Annotated[
+    Path,
+    BeforeValidator(_spec_path),
+    WithJsonSchema({"type": "string", "minLength": 1}),
+]
+"""A path as written in a spec: relative paths are relative to the spec file's folder."""
+
+
+def _name(value: Any) -> Any:
+    if isinstance(value, str) and not re.match(NAME_PATTERN, value):
+        raise ValueError(
+            f"a name has letters, digits, '_', '.' and '-', and starts with a letter or digit; "
+            f"got {value!r}"
+        )
+    return value
+
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN), BeforeValidator(_name)]
+"""Names of sources, targets and alternate keys: they become file names and artifact keys."""
 
 
 class _Strict(BaseModel):
@@ -65,28 +107,42 @@ class Source(_Strict):
 
     prefix: str | None = Field(
         default=None,
+        min_length=1,
         description="Package-lock rows whose href starts with this prefix "
         "(https://host/, s3://bucket/, or a folder). Default: every row.",
     )
-    lock: Path | None = Field(
+    lock: SpecPath | None = Field(
         default=None,
         description="Another asset lock describing the same assets elsewhere "
         "(e.g. the S3-shaped lock). Relative to the spec file.",
     )
-    store: Access = Field(default_factory=Access, description="How to reach this source.")
+    store: Access = Field(default_factory=Access, description="How to reach this source's store.")
     compare: list[Literal["size", "etag", "last_modified"]] = Field(
         default_factory=lambda: ["size", "etag", "last_modified"],
         description="Lock facts this store reproduces and that drift checks and validation "
         "compare (a mirror that keeps sizes but not ETags: [size]).",
     )
 
+    @field_validator("prefix")
+    @classmethod
+    def _no_secret_in_prefix(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
         if self.prefix is not None and self.lock is not None:
             raise SpecFieldError(("lock",), "give either prefix or lock, not both")
-        if self.prefix is not None and "?" in self.prefix:
+        if (
+            self.prefix is not None
+            and urlsplit(self.prefix).scheme == "http"
+            and not self.store.endpoint
+            and not self.store.allow_http
+        ):
             raise SpecFieldError(
-                ("prefix",), "a prefix cannot hold a query string (signed URLs are secrets)"
+                ("prefix",), "plain http:// needs allow_http: true in this source's store"
             )
         return self
 
@@ -94,16 +150,46 @@ class Source(_Strict):
 class FileStore(_Strict):
     """A local (or mounted) folder."""
 
-    type: Literal["file"] = "file"
-    root: Path = Field(description="Folder that receives the assets; relative to the spec file.")
+    type: Literal["file"] = Field(description="A local or mounted folder.")
+    root: SpecPath = Field(
+        description="Folder that receives the assets; relative to the spec file. It cannot be "
+        "the outputs folder, contain it, or overlap an input or another target's root."
+    )
 
 
 class S3Store(Access):
     """An S3 bucket on AWS or on any S3-compatible endpoint."""
 
-    type: Literal["s3"] = "s3"
-    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+$")
-    prefix: str = Field(default="", description="Key prefix inside the bucket.")
+    type: Literal["s3"] = Field(description="An S3 bucket (AWS or S3-compatible).")
+    bucket: str = Field(
+        pattern=BUCKET_PATTERN,
+        description="Bucket name: 3-63 lowercase letters, digits, dots and dashes.",
+    )
+    prefix: str = Field(
+        default="", description="Key prefix inside the bucket (no '.' or '..' segments)."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError(f"an S3 endpoint is an http(s):// URL, got {value!r}")
+        return value
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _bucket_name(cls, value: Any) -> Any:
+        """S3's naming rules, said in words (the pattern alone reads as noise)."""
+        if not isinstance(value, str):
+            return value
+        if value.startswith("s3://"):
+            raise ValueError("write the bucket name without s3:// (a key prefix goes in prefix)")
+        rule = "an S3 bucket name has 3-63 lowercase letters, digits, dots and dashes"
+        if not re.fullmatch(BUCKET_PATTERN, value):
+            raise ValueError(f"{rule}, and starts and ends with a letter or digit; got {value!r}")
+        if ".." in value or _is_ip_address(value):
+            raise ValueError(f"{rule}, without '..', and is not an IP address; got {value!r}")
+        return value
 
     @field_validator("prefix")
     @classmethod
@@ -114,6 +200,14 @@ class S3Store(Access):
         return "/".join(parts)
 
 
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 TargetStore = Annotated[FileStore | S3Store, Field(discriminator="type")]
 
 
@@ -122,16 +216,42 @@ class AlternateName(_Strict):
 
     key: Name | None = Field(default=None, description="Key in asset.alternate (default: target).")
     name: str | None = Field(
-        default=None, description="The alternate's `alternate:name` (default: the key)."
+        default=None,
+        min_length=1,
+        description="The alternate's `alternate:name` (default: the key).",
     )
+
+
+Layout = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": list(LAYOUTS)},
+                {
+                    "type": "string",
+                    "pattern": r"^(?=.*\{)([^{}]|\{("
+                    + "|".join(sorted(TEMPLATE_FIELDS))
+                    + r")\})*$",
+                },
+            ]
+        }
+    ),
+]
+"""A named layout or a key template; the editor's schema knows the template's field names."""
 
 
 class Target(_Strict):
     """Storage the team controls, that receives a copy of every relocated asset."""
 
-    store: TargetStore
-    alternate: AlternateName = Field(default_factory=AlternateName)
-    layout: str = Field(
+    store: TargetStore = Field(
+        description="Where the copies go: {type: file, root: ...} or {type: s3, bucket: ...}."
+    )
+    alternate: AlternateName = Field(
+        default_factory=AlternateName,
+        description="The key and name under which this target appears in asset.alternate.",
+    )
+    layout: Layout = Field(
         default="item-asset",
         description="item-asset: <root>/<item_id>/<asset_key><ext> (as stacpkg); source-key: "
         "the source's key; or a template using {collection}, {item_id}, {asset_key}, {ext}, "
@@ -146,6 +266,7 @@ class Target(_Strict):
     @field_validator("layout")
     @classmethod
     def _known_layout(cls, value: str) -> str:
+        """Everything a template can get wrong on its own; collisions need the lock (compile)."""
         if value in LAYOUTS:
             return value
         if "{" not in value:
@@ -154,30 +275,42 @@ class Target(_Strict):
                 f"fields, got {value!r}"
             )
         try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name}
+            parsed = list(string.Formatter().parse(value))
         except ValueError as exc:
             raise ValueError(f"layout template {value!r} is malformed: {exc}") from exc
-        unknown = fields - TEMPLATE_FIELDS
-        if unknown:
+        for _, name, spec, conversion in parsed:
+            if name is None:
+                continue
+            if name not in TEMPLATE_FIELDS:
+                raise ValueError(
+                    f"unknown layout field {{{name}}} in {value!r}; "
+                    f"use {', '.join(f'{{{f}}}' for f in sorted(TEMPLATE_FIELDS))}"
+                )
+            if spec or conversion:
+                raise ValueError(f"layout field {{{name}}} takes no '!' conversion or ':' format")
+        if value.startswith("/") or any(part in {".", ".."} for part in value.split("/")):
             raise ValueError(
-                f"unknown layout field(s) {sorted(unknown)}; use {sorted(TEMPLATE_FIELDS)}"
+                f"layout template {value!r} must make keys under the target root "
+                "(no leading '/', no '.' or '..' segments)"
             )
-        if not fields & {"item_id", "source_key", "source_name"}:
-            raise ValueError("a layout template must name {item_id}, {source_key} or {source_name}")
         return value
 
 
 class AssetKeys(_Strict):
-    include: list[str] = Field(default_factory=list, description="Asset keys (globs) to keep.")
+    """Asset keys to keep or drop (fnmatch globs: `visual`, `thumb*`)."""
+
+    include: list[str] = Field(
+        default_factory=list, description="Asset keys (globs) to keep (default: all)."
+    )
     exclude: list[str] = Field(default_factory=list, description="Asset keys (globs) to drop.")
 
 
 class Select(_Strict):
     """Which Items and assets this workflow touches (default: all that are locked)."""
 
-    items: list[str] = Field(default_factory=list, description="Item ids (globs).")
-    collections: list[str] = Field(default_factory=list, description="Collection ids.")
-    assets: AssetKeys = Field(default_factory=AssetKeys)
+    items: list[str] = Field(default_factory=list, description="Item ids (globs) to keep.")
+    collections: list[str] = Field(default_factory=list, description="Collection ids to keep.")
+    assets: AssetKeys = Field(default_factory=AssetKeys, description="Asset keys to keep or drop.")
     metadata_assets: bool = Field(
         default=False,
         description="When deriving a lock from Items, also lock assets keyed 'metadata' "
@@ -189,21 +322,38 @@ class Retry(_Strict):
     """Retries of one asset copy on transient failures (connection errors, timeouts, 429, 5xx)."""
 
     attempts: int = Field(
-        default=5, ge=1, le=50, description="Tries per asset, the first included."
+        default=DEFAULT_ATTEMPTS, ge=1, le=50, description="Tries per asset, the first included."
     )
     initial_backoff: Duration = Field(
-        default=timedelta(seconds=1), description="Wait before the 2nd try."
+        default=DEFAULT_INITIAL_BACKOFF,
+        description="Wait before the 2nd try; doubles per try up to max_backoff "
+        "(a duration: 500ms, 1s, 2min, or seconds).",
     )
     max_backoff: Duration = Field(
-        default=timedelta(seconds=60), description="Longest wait between tries."
+        default=DEFAULT_MAX_BACKOFF, description="Longest wait between tries (a duration)."
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Retry:
+        if self.max_backoff < self.initial_backoff:
+            raise SpecFieldError(
+                ("max_backoff",),
+                f"max_backoff ({self.max_backoff.total_seconds():g}s) cannot be shorter than "
+                f"initial_backoff ({self.initial_backoff.total_seconds():g}s)",
+            )
+        return self
 
 
 class Batch(_Strict):
     """How assets are grouped into Prefect task runs (one task run per batch, never per asset)."""
 
-    assets: int = Field(default=DEFAULT_BATCH_ASSETS, ge=1, le=100_000)
-    bytes: Size = Field(default=DEFAULT_BATCH_BYTES)
+    assets: int = Field(
+        default=DEFAULT_BATCH_ASSETS, ge=1, le=100_000, description="Most assets per batch."
+    )
+    bytes: Size = Field(
+        default=DEFAULT_BATCH_BYTES,
+        description="Most bytes per batch (a size: 4GiB, 500MB, or bytes).",
+    )
 
 
 class Relocate(_Strict):
@@ -212,14 +362,21 @@ class Relocate(_Strict):
     source: Name | None = Field(
         default=None, description="The source to copy from (default: the first source)."
     )
-    max_workers: int = Field(default=DEFAULT_MAX_WORKERS, ge=1, le=256)
+    max_workers: int = Field(
+        default=DEFAULT_MAX_WORKERS, ge=1, le=256, description="Assets copied at once, at most."
+    )
     memory_limit: Size = Field(
         default=DEFAULT_MEMORY_LIMIT,
-        description="Budget for buffers in flight; concurrency shrinks to stay within it.",
+        description="Budget for buffers in flight; concurrency shrinks to stay within it. "
+        "A size (512MiB, 2GB, or bytes), at least 4 chunks.",
     )
-    chunk_size: Size = Field(default=DEFAULT_CHUNK_SIZE, description="Read and part size.")
-    batch: Batch = Field(default_factory=Batch)
-    retry: Retry = Field(default_factory=Retry)
+    chunk_size: Size = Field(
+        default=DEFAULT_CHUNK_SIZE,
+        description="Read and part size (a size: 8MiB, or bytes); at least 64KiB. S3 parts "
+        "are at least 5MiB whatever this says.",
+    )
+    batch: Batch = Field(default_factory=Batch, description="Assets per Prefect task run.")
+    retry: Retry = Field(default_factory=Retry, description="Retries on transient failures.")
     on_drift: Literal["refuse", "copy"] = Field(
         default="refuse",
         description="When a source's size, ETag or Last-Modified differs from its lock: refuse "
@@ -229,29 +386,61 @@ class Relocate(_Strict):
 
     @model_validator(mode="after")
     def _budget(self) -> Relocate:
-        if self.chunk_size < 64 * 1024:
-            raise SpecFieldError(("chunk_size",), "chunk_size must be at least 64KiB")
-        if self.memory_limit < 4 * self.chunk_size:
+        if self.chunk_size < MIN_CHUNK_SIZE:
             raise SpecFieldError(
-                ("memory_limit",), "memory_limit must hold at least 4 chunks (one asset in flight)"
+                ("chunk_size",), f"must be at least 64KiB, got {format_size(self.chunk_size)}"
+            )
+        if self.memory_limit < CHUNKS_IN_BUDGET * self.chunk_size:
+            raise SpecFieldError(
+                ("memory_limit",),
+                f"must hold at least {CHUNKS_IN_BUDGET} chunks of chunk_size "
+                f"({format_size(CHUNKS_IN_BUDGET * self.chunk_size)}), "
+                f"got {format_size(self.memory_limit)}",
             )
         return self
 
 
 class Validate(_Strict):
-    """Dual validation: the remote locks and the relocated ones, after every run."""
+    """Dual validation: the remote locks and the relocated ones, after every run.
+
+    Written as a list of names (`[https, s3, local]`) or as `{locks: [...], checksums: ...}`.
+    """
 
     locks: list[Name] = Field(description="Sources and targets whose locks are validated.")
     checksums: bool | list[Name] = Field(
         default=False,
         description="Also read the bytes and compare SHA-256 with the lock's file_checksum: "
-        "true for every lock, or a list of names.",
+        "true for every lock, or a list of names from locks.",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, data: Any) -> Any:
         return {"locks": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _names(self) -> Validate:
+        for index, name in enumerate(self.locks):
+            if name in self.locks[:index]:
+                raise SpecFieldError(("locks", index), f"{name!r} is listed twice")
+        if isinstance(self.checksums, list):
+            for index, name in enumerate(self.checksums):
+                if name not in self.locks:
+                    raise SpecFieldError(
+                        ("checksums", index),
+                        f"{name!r} is not in validate.locks ({', '.join(self.locks)})",
+                    )
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Editors must accept the short form too: a plain list of names."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        names = schema["properties"]["locks"]
+        short = {"type": "array", "items": names["items"], "description": names["description"]}
+        return {"description": schema.pop("description"), "anyOf": [short, dict(schema)]}
 
     def with_checksums(self, name: str) -> bool:
         return self.checksums is True or (
@@ -263,23 +452,42 @@ class Spec(_Strict):
     """A package spec: sources, targets, alternate keys, and what to validate."""
 
     name: str = Field(min_length=1, description="Names the run's artifacts and deployments.")
-    package: Path | None = Field(
-        default=None, description="A stacpkg package folder (items.parquet + assets.lock.parquet)."
+    package: SpecPath | None = Field(
+        default=None,
+        description="A stacpkg package folder (items.parquet + assets.lock.parquet). "
+        "Exactly one of package and stac.",
     )
-    stac: Path | None = Field(
+    stac: SpecPath | None = Field(
         default=None,
         description="STAC Items without a lock (JSON Item or ItemCollection, NDJSON, "
         "stac-geoparquet): the lock is derived first and the package written to outputs.",
     )
-    items: Path | None = Field(
+    items: SpecPath | None = Field(
         default=None, description="The STAC view to enrich (default: the package's items)."
     )
-    select: Select = Field(default_factory=Select)
-    sources: dict[Name, Source] = Field(min_length=1)
-    targets: dict[Name, Target] = Field(default_factory=dict)
-    relocate: Relocate = Field(default_factory=Relocate)
-    validate_: Validate | None = Field(default=None, alias="validate")
-    outputs: Path = Field(description="Folder for the relocated locks, items, validation, report.")
+    select: Select = Field(default_factory=Select, description="Which Items and assets to touch.")
+    sources: dict[Name, Source] = Field(
+        min_length=1,
+        description="Where the locked bytes live, by name; relocation reads the first one "
+        "unless relocate.source says otherwise.",
+    )
+    targets: dict[Name, Target] = Field(
+        default_factory=dict,
+        description="Storage that receives a copy of every asset, by name (none: validate only).",
+    )
+    relocate: Relocate = Field(
+        default_factory=Relocate,
+        description="How the bytes move: concurrency, memory, batches, retries, drift.",
+    )
+    validate_: Validate | None = Field(
+        default=None,
+        alias="validate",
+        description="Locks validated after every run: [names] or {locks: [...], checksums: ...}.",
+    )
+    outputs: SpecPath = Field(
+        description="Folder for the relocated locks, items, validation and report; relative "
+        "to the spec file."
+    )
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, validate_default=True
@@ -287,8 +495,14 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Spec:
-        if (self.package is None) == (self.stac is None):
-            raise SpecFieldError(("package",), "give exactly one of package or stac")
+        if self.package is not None and self.stac is not None:
+            raise SpecFieldError(("stac",), "give either package or stac, not both")
+        if self.package is None and self.stac is None:
+            raise SpecFieldError(
+                ("package",),
+                "required key missing: give package (a stacpkg package folder) or stac "
+                "(STAC Items to lock first)",
+            )
         clash = set(self.sources) & set(self.targets)
         if clash:
             name = min(clash)
@@ -315,45 +529,77 @@ class Spec(_Strict):
                     f"alternate key {key!r} is already used by target {keys[key]!r}",
                 )
             keys[key] = name
+        self._check_buckets()
         return self
+
+    def _check_buckets(self) -> None:
+        """Two S3 targets writing under one key prefix would overwrite each other's copies."""
+        seen: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
+        for name, target in self.targets.items():
+            store = target.store
+            if not isinstance(store, S3Store):
+                continue
+            place = seen.setdefault((store.endpoint, store.bucket), [])
+            for other, prefix in place:
+                if _nested(prefix, store.prefix):
+                    raise SpecFieldError(
+                        ("targets", name, "store", "prefix"),
+                        f"bucket {store.bucket} prefix {store.prefix!r} overlaps target "
+                        f"{other!r} (prefix {prefix!r})",
+                    )
+            place.append((name, store.prefix))
 
     @model_validator(mode="after")
     def _check_paths(self, info: ValidationInfo) -> Spec:
+        """Inputs exist; nothing a run writes can land on, in, or around what it reads."""
         base = (info.context or {}).get("base_dir")
         if base is None:
             return self
         base = Path(base)
-        _check_input(base, self.package, ("package",), package=True)
-        _check_input(base, self.stac, ("stac",))
-        _check_input(base, self.items, ("items",))
-        for name, source in self.sources.items():
-            _check_input(base, source.lock, ("sources", name, "lock"))
-        inputs = [base / p for p in (self.package, self.stac) if p is not None]
-        inputs += [_folder_of(base, s.prefix) for s in self.sources.values() if s.prefix]
+        inputs = [
+            _input(base, self.package, ("package",), package=True),
+            _input(base, self.stac, ("stac",)),
+            _input(base, self.items, ("items",)),
+            *(_input(base, s.lock, ("sources", n, "lock")) for n, s in self.sources.items()),
+            *(_folder_of(base, s.prefix) for s in self.sources.values() if s.prefix),
+            *(
+                _folder_of(base, s.store.endpoint)
+                for s in self.sources.values()
+                if s.store.endpoint
+            ),
+        ]
+        inputs = [path.resolve() for path in inputs if path is not None]
         outputs = (base / self.outputs).resolve()
+        if outputs.exists() and not outputs.is_dir():
+            raise SpecFieldError(("outputs",), f"{outputs} is a file, not a folder")
+        package = (base / self.package).resolve() if self.package else None
+        if package and (outputs == package or package in outputs.parents):
+            raise SpecFieldError(
+                ("outputs",), f"cannot be the package folder {package} or lie inside it"
+            )
+        if outputs in inputs:
+            raise SpecFieldError(("outputs",), f"{outputs} is a file this spec reads")
+        roots: dict[Path, str] = {}
         for name, target in self.targets.items():
-            if not isinstance(target.store, FileStore):
-                continue
-            root = (base / target.store.root).resolve()
-            loc = ("targets", name, "store", "root")
-            if root == outputs:
-                raise SpecFieldError(loc, "a target root cannot be the outputs folder itself")
-            for folder in (f.resolve() for f in inputs if f is not None):
-                if root == folder or folder in root.parents or root in folder.parents:
-                    raise SpecFieldError(
-                        loc, f"the target root {root} overlaps the source folder {folder}"
-                    )
+            if isinstance(target.store, FileStore):
+                root = (base / target.store.root).resolve()
+                loc = ("targets", name, "store", "root")
+                _check_root(loc, root, inputs=inputs, outputs=outputs, roots=roots)
+                roots[root] = name
         return self
 
     def alternate_key(self, target: str) -> str:
+        """The key in asset.alternate: alternate.key, else the target's name."""
         return self.targets[target].alternate.key or target
 
     def alternate_name(self, target: str) -> str:
+        """The alternate's `alternate:name`: alternate.name, else its key."""
         alternate = self.targets[target].alternate
         return alternate.name or alternate.key or target
 
     @property
     def relocate_source(self) -> str:
+        """The source relocation reads: relocate.source, else the first source."""
         return self.relocate.source or next(iter(self.sources))
 
     @property
@@ -362,23 +608,62 @@ class Spec(_Strict):
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "spec"
 
 
-def _check_input(base: Path, path: Path | None, loc: tuple, *, package: bool = False) -> None:
+def _input(base: Path, path: Path | None, loc: tuple, *, package: bool = False) -> Path | None:
+    """The input at `path` (relative to the spec), refused unless it is there and of its kind."""
     if path is None:
-        return
-    full = base / path
+        return None
+    full = (base / path).resolve()
     if not full.exists():
         raise SpecFieldError(loc, f"{full} does not exist")
     if package:
+        if not full.is_dir():
+            raise SpecFieldError(loc, f"{full} is a file; a stacpkg package is a folder")
         missing = [n for n in ("items.parquet", "assets.lock.parquet") if not (full / n).is_file()]
         if missing:
             raise SpecFieldError(
                 loc, f"{full} is not a stacpkg package (missing {', '.join(missing)})"
             )
+    elif not full.is_file():
+        raise SpecFieldError(loc, f"{full} is a folder; expected a file")
+    return full
 
 
-def _folder_of(base: Path, prefix: str) -> Path | None:
-    if prefix.startswith("file://"):
-        return Path(prefix.removeprefix("file://"))
-    if "://" in prefix:
+def _check_root(
+    loc: tuple, root: Path, *, inputs: list[Path], outputs: Path, roots: dict[Path, str]
+) -> None:
+    """A target root receives writes: it must not hit the outputs, an input or another root."""
+    if root.exists() and not root.is_dir():
+        raise SpecFieldError(loc, f"{root} is a file, not a folder")
+    if root == outputs:
+        raise SpecFieldError(loc, "a target root cannot be the outputs folder itself")
+    if root in outputs.parents:
+        raise SpecFieldError(
+            loc, f"the outputs folder {outputs} lies inside this target root; keep them apart"
+        )
+    for path in inputs:
+        if _overlap(root, path):
+            raise SpecFieldError(loc, f"the target root {root} overlaps the input {path}")
+    for other, name in roots.items():
+        if _overlap(root, other):
+            raise SpecFieldError(
+                loc, f"the target root {root} overlaps the root of target {name!r}"
+            )
+
+
+def _folder_of(base: Path, location: str) -> Path | None:
+    """The local folder a source prefix or mirror endpoint names, if it names one."""
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return base / unquote(parts.path)
+    if parts.scheme:
         return None
-    return base / prefix
+    return base / location
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def _nested(a: str, b: str) -> bool:
+    """Two key prefixes (no leading or trailing '/') of which one holds the other."""
+    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")

@@ -17,6 +17,10 @@ interpolated. Values stay strings; pydantic converts them like any other. A fiel
 interpolation when `refuse_interpolation(path)` returns a problem instead of None: credentials
 must not be copied from the environment into a spec model that may be logged.
 
+A message repeats what the author wrote (`got 'flat'`), except below a `credentials` key: a typo
+there may be the secret itself. A model may take a list as the short form of one of its fields
+(`validate: [a, b]` for `{locks: [a, b]}`); a problem inside it is blamed on the list as written.
+
 A model validator that checks a cross-field rule blames the right line with `SpecFieldError`, whose
 `loc` is relative to the model being validated and written with the spec's keys:
 
@@ -309,7 +313,8 @@ class _Problem:
             return cls(lines.line(path, key=True), path, _unknown_key(str(path[-1]), parent))
         if kind in ("missing", "union_tag_not_found"):
             return cls(lines.line(path), path, "required key missing")
-        text = _plain(kind, error["msg"], ctx, error.get("input"))
+        value = _HIDDEN if "credentials" in path else error.get("input")
+        text = _plain(kind, error["msg"], ctx, value)
         return cls(lines.line(path, key=at_key), path, text)
 
 
@@ -366,7 +371,9 @@ def _walk(model: type[BaseModel], data: Any, loc: Sequence[str | int]) -> tuple[
     """Follow a pydantic loc through the model and the data.
 
     Returns the data path (union tags removed), the type holding its last step, and whether the
-    error is about a mapping key (pydantic's `[key]` step) rather than its value.
+    error is about a mapping key (pydantic's `[key]` step) rather than its value. A model that
+    accepts a list as the short form of one field (`validate: [a, b]` for `{locks: [a, b]}`)
+    gets a loc through that field; the path stays on the list the author wrote.
     """
     path: list[str | int] = []
     tp: Any = model
@@ -378,6 +385,9 @@ def _walk(model: type[BaseModel], data: Any, loc: Sequence[str | int]) -> tuple[
             at_key = True
             continue
         members = _members(tp)
+        if isinstance(node, list) and isinstance(step, str):
+            tp = _child(members, step)  # a list written for a model: the short form of `step`
+            continue
         chosen = _tagged(members, step, node) if len(members) > 1 else None
         if chosen is not None:
             tp = chosen
@@ -470,8 +480,14 @@ def _dotted(path: Sequence[str | int]) -> str:
     return out
 
 
+_HIDDEN = object()
+"""Stands for a value under `credentials`: a typo there may be a secret, never to be echoed."""
+
+
 def _show(value: Any) -> str:
     """A value as the spec author wrote it, short."""
+    if value is _HIDDEN:
+        return "a value not shown here (credentials are never echoed)"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, (list, tuple)):
@@ -525,6 +541,23 @@ _SYNTAX: tuple[tuple[str, str, bool], ...] = (
     (r".*quoted scalar\|found unexpected end of stream", "a quoted value is never closed", True),
     (r".*flow mapping\|.*'<stream end>'", "a '{' is never closed", True),
     (r".*flow sequence\|.*'<stream end>'", "a '[' is never closed", True),
+    (r".*flow sequence\|expected ',' or '\]', but got '}'", "a '[' is closed with '}'", False),
+    (r".*flow mapping\|expected ',' or '}', but got '\]'", "a '{' is closed with ']'", False),
+    (
+        r".*flow mapping\|expected ',' or '}', but got .*",
+        "a '{' is not closed on its line, or a ',' is missing between its entries",
+        True,
+    ),
+    (
+        r".*flow sequence\|expected ',' or '\]', but got .*",
+        "a '[' is not closed on its line, or a ',' is missing between its values",
+        True,
+    ),
+    (
+        r"\|expected '<document start>', but found '<block mapping start>'",
+        "this line starts the 'key: value' lines, but the text above it has no ':'",
+        False,
+    ),
 )
 
 

@@ -289,7 +289,23 @@ def test_control_character(spec_file):
             1,
             "quote a value that contains '{' inside [...] or {...}, e.g. '${VAR}'",
         ),
-        ("a: [1, 2}\n", 1, "expected ',' or ']', but got '}' (while parsing a flow sequence)"),
+        ("a: [1, 2}\n", 1, "a '[' is closed with '}'"),
+        ("a: {b: 1]\n", 1, "a '{' is closed with ']'"),
+        (
+            "a: [1, 2\nb: 3\n",
+            1,
+            "a '[' is not closed on its line, or a ',' is missing between its values",
+        ),
+        (
+            "a: {b: 1, c: 2\nd: 3\n",
+            1,
+            "a '{' is not closed on its line, or a ',' is missing between its entries",
+        ),
+        (
+            "# a comment\nname demo  # no colon\npackage: x\n",
+            3,
+            "this line starts the 'key: value' lines, but the text above it has no ':'",
+        ),
     ],
 )
 def test_yaml_syntax_errors_name_the_line(spec_file, text, line, problem):
@@ -660,3 +676,76 @@ def test_validate_without_lines_names_file_and_field(spec_file):
     with pytest.raises(SpecError) as caught:
         validate(Spec, {"package": "p", "targets": {}, "outputs": "o"}, LineIndex(), "spec.yaml")
     assert str(caught.value) == "spec.yaml: name: required key missing"
+
+
+class Checks(Strict):
+    """A section with a short form: a plain list stands for `{names: [...]}`."""
+
+    names: list[Name]
+    strict: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: object) -> object:
+        return {"names": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _no_twice(self) -> Checks:
+        for i, name in enumerate(self.names):
+            if name in self.names[:i]:
+                raise SpecFieldError(("names", i), f"'{name}' is listed twice")
+        return self
+
+
+class WithChecks(Strict):
+    checks: Checks
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("checks:\n  - a\n  - B\n", "spec.yaml:3: checks[1]: must match pattern"),
+        ("checks: [a, b, a]\n", "spec.yaml:1: checks[2]: 'a' is listed twice"),
+        ("checks:\n  names:\n    - a\n    - a\n", "spec.yaml:4: checks.names[1]: 'a' is listed"),
+    ],
+)
+def test_a_short_form_list_is_blamed_as_written(spec_file, text, expected):
+    """A loc through the field a list stands for stays on the list the author wrote."""
+    with pytest.raises(SpecError) as caught:
+        load_model(WithChecks, spec_file(text), env={})
+    assert str(caught.value).startswith(expected)
+
+
+class Keys(Strict):
+    token: Annotated[str, StringConstraints(pattern=r"^[A-Z_]+$")]
+    length: int = 0
+
+
+class Store(Strict):
+    credentials: Keys | None = None
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")] = "us-east-1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "credentials: {token: 'hunter2/secret'}\n",
+        "credentials: {token: X, length: hunter2}\n",
+        "credentials: hunter2\n",
+    ],
+)
+def test_values_under_credentials_are_never_echoed(spec_file, text):
+    message = load_error_of(Store, spec_file(text))
+    assert "hunter2" not in message
+    assert "credentials are never echoed" in message
+
+
+def test_values_elsewhere_are_echoed(spec_file):
+    message = load_error_of(Store, spec_file("region: EU_WEST\n"))
+    assert "got 'EU_WEST'" in message
+
+
+def load_error_of(model: type[BaseModel], path: Path) -> str:
+    with pytest.raises(SpecError) as caught:
+        load_model(model, path, env={})
+    return str(caught.value)
