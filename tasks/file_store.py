@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tasks.atomic import TEMP_MARKER
+from tasks.atomic import TEMP_MARKER, fsync_dir
 from tasks.errors import AssetError, ErrorClass
 from tasks.stores import Chunk, Facts, StoreRef, iso
 
@@ -76,7 +76,7 @@ class FileStore:
                 os.fsync(handle.fileno())
             temp.replace(final)
             committed = True
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             raise _os_error(exc, self.describe(path)) from None
         finally:
@@ -128,14 +128,6 @@ class _FileWriter:
         view = memoryview(chunk)
         while view:
             view = view[self._handle.write(view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _staging_stem(name: str) -> str:

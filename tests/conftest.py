@@ -148,3 +148,11 @@ def prefect_server(
     cache = _prefect_cache(request, tmp_path_factory)
     with prefect_server(cache, tmp_path_factory.mktemp("prefect-server")) as api_url:
         yield api_url
+
+
+@pytest.fixture(autouse=True)
+def fresh_store_clients() -> None:
+    """Each test opens its own connections, so attempt and request counts never depend on order."""
+    from tasks.stores import _open_cached  # noqa: PLC0415 - the process-wide client cache
+
+    _open_cached.cache_clear()

@@ -20,7 +20,7 @@ from tasks.locks import LockRow
 from tasks.moves import Leg, Move
 from tasks.relocate import CopyPolicy, relocate_batch, relocate_one
 from tasks.report import Result, Step
-from tasks.stores import StoreRef, _open_cached
+from tasks.stores import StoreRef
 
 KEY = "upload/0/scene.tif"
 DATA = os.urandom(300_000)  # several chunks and socket buffers: cuts land mid-body
@@ -28,12 +28,6 @@ CHUNK = 64 * 1024
 LAST_MODIFIED = "Mon, 12 Sep 2022 09:43:21 GMT"
 LOCKED_AT = "2022-09-12T09:43:21+00:00"
 POLICY = CopyPolicy(workers=2, attempts=4, initial_backoff=0.01, max_backoff=5.0)
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    """Each test opens its own connections, so attempts do not depend on an earlier test."""
-    _open_cached.cache_clear()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tasks.object_store import MIN_PART_SIZE
 from tasks.relocate import NOT_ATTEMPTED, CopyPolicy, relocate_batch, relocate_one
 from tasks.report import Result
 from tasks.state import append_records, read_records
-from tasks.stores import StoreRef, _open_cached, iso
+from tasks.stores import StoreRef, iso
 from tasks.survey import PLANNED, survey
 from tests.servers import s3
 
@@ -44,11 +44,6 @@ ASSETS = {
     "up/0/small.png": os.urandom(20_011),
     "up/1/other.tif": os.urandom(150_000),
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    _open_cached.cache_clear()
 
 
 @pytest.fixture

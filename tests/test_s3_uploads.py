@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
@@ -13,6 +12,7 @@ from tasks.access import Access, ResolvedKeys
 from tasks.s3_uploads import abort_stale_uploads, sigv4_headers
 from tasks.stores import StoreRef
 from tests.servers.s3 import KEY_ID, REGION, SECRET, list_multipart_uploads
+from tests.servers.s3 import client as s3_client
 
 
 def test_signature_matches_botocore():
@@ -35,18 +35,8 @@ def test_signature_matches_botocore():
     assert ours["Authorization"].endswith(f"Signature={signer.signature(string_to_sign, request)}")
 
 
-def _client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-    )
-
-
 def test_only_the_plans_stale_uploads_are_aborted(moto_endpoint, s3_bucket, monkeypatch):
-    client = _client(moto_endpoint)
+    client = s3_client(moto_endpoint)
     for key in ("mirror/a/visual.tif", "mirror/b/visual.tif", "elsewhere/c.tif"):
         client.create_multipart_upload(Bucket=s3_bucket, Key=key)
     ref = StoreRef(
@@ -74,7 +64,7 @@ def test_a_batch_aborts_the_uploads_a_killed_run_left_on_its_keys(
     from tasks.moves import Leg, Move  # noqa: PLC0415
     from tasks.relocate import CopyPolicy, relocate_batch  # noqa: PLC0415
 
-    client = _client(moto_endpoint)
+    client = s3_client(moto_endpoint)
     client.create_multipart_upload(Bucket=s3_bucket, Key="m/a.bin")
     (origin.root / "a.bin").write_bytes(b"payload")
     target = StoreRef("s3", s3_bucket, "m", Access(endpoint=moto_endpoint, allow_http=True))

@@ -110,7 +110,7 @@ def put_object(endpoint: str, bucket: str, key: str, data: bytes, *, public: boo
     `public=True` grants public-read, without which moto answers 403 to anonymous reads.
     """
     extra = {"ACL": "public-read"} if public else {}
-    response = _client(endpoint).put_object(Bucket=bucket, Key=key, Body=data, **extra)
+    response = client(endpoint).put_object(Bucket=bucket, Key=key, Body=data, **extra)
     return response["ETag"]
 
 
@@ -121,11 +121,11 @@ def mirror(endpoint: str, bucket: str, root: Path, *, public: bool = False) -> l
     """
     create_bucket(endpoint, bucket)
     keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    client = _client(endpoint)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    s3 = client(endpoint)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             if obj["Key"] not in keys:
-                client.delete_object(Bucket=bucket, Key=obj["Key"])
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
     for key in keys:
         put_object(endpoint, bucket, key, (root / key).read_bytes(), public=public)
     return keys
@@ -133,7 +133,7 @@ def mirror(endpoint: str, bucket: str, root: Path, *, public: bool = False) -> l
 
 def list_multipart_uploads(endpoint: str, bucket: str) -> list[dict[str, Any]]:
     """Multipart uploads still open in `bucket`: an aborted copy must leave none behind."""
-    return _client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
 def reset(endpoint: str) -> None:
@@ -144,7 +144,7 @@ def reset(endpoint: str) -> None:
 
 
 @functools.cache
-def _client(endpoint: str) -> Any:
+def client(endpoint: str) -> Any:
     import boto3  # noqa: PLC0415 - boto3 costs ~0.3 s; only tests that arrange S3 state pay it
 
     return boto3.client(
