@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 # Offline by default: Prefect's telemetry would log an error on every run without a network.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -20,6 +21,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from tasks.errors import RunFailed, UsageError
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+    from flows.relocate import RunOverrides
+
+# flows.on_dask.ADDRESS_ENV and flows.shards.MAX_SHARDS, without importing Prefect to parse args
+DASK_ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
+MAX_SHARDS = 64
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fail-fast", action="store_true", default=None, help="stop at the first failure"
     )
+    scale = run.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--shards",
+        type=_shard_count,
+        metavar="N",
+        help="split the package over N flow runs of the relocate-package deployment on Prefect "
+        "workers, then merge (needs a Prefect server, `prefect deploy --all` and a worker)",
+    )
+    scale.add_argument(
+        "--dask-address",
+        default=os.environ.get(DASK_ADDRESS_ENV) or None,
+        metavar="URL",
+        help="run the task runs on this Dask scheduler, e.g. tcp://127.0.0.1:8786 (default: "
+        f"${DASK_ADDRESS_ENV}; needs the dask extra and a Prefect server the Dask workers reach)",
+    )
     run.set_defaults(handler=_run)
 
     plan = commands.add_parser("plan", help="show what a run would copy, skip or refuse")
@@ -85,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run specs on a schedule (needs a Prefect server)")
     serve.add_argument("specs", type=Path, nargs="+")
-    serve.add_argument("--cron", help="cron schedule for the relocation (e.g. '0 2 * * *')")
+    when = serve.add_mutually_exclusive_group()
+    when.add_argument("--cron", help="cron schedule for the relocation (e.g. '0 2 * * *')")
+    when.add_argument(
+        "--interval", type=_positive, metavar="SECONDS", help="relocate every SECONDS instead"
+    )
     serve.add_argument("--validate-cron", help="cron schedule for validation-only runs")
     serve.set_defaults(handler=_serve)
     return parser
@@ -98,11 +127,54 @@ def _run(args: argparse.Namespace) -> int:
     overrides = RunOverrides(
         max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
     )
-    result = relocate_package(
-        spec_path=str(args.spec), targets=args.targets, dry_run=args.dry_run, overrides=overrides
-    )
+    if args.shards:
+        result = _run_in_shards(args, overrides)
+    else:
+        flow = _on_dask(args.dask_address) if args.dask_address else relocate_package
+        result = flow(
+            spec_path=str(args.spec),
+            targets=args.targets,
+            dry_run=args.dry_run,
+            overrides=overrides,
+        )
     print(result["text"])
     return 0
+
+
+def _run_in_shards(args: argparse.Namespace, overrides: RunOverrides) -> dict[str, Any]:
+    """The parent runs here; the shards run on workers, which must exist before anything starts."""
+    from flows.server import require_workers  # noqa: PLC0415
+    from flows.shards import DEFAULT_DEPLOYMENT, relocate_in_shards  # noqa: PLC0415
+
+    if args.dry_run:
+        raise UsageError("--shards copies; for a dry run use `stacflow plan` or drop --shards")
+    require_workers("stacflow run --shards", DEFAULT_DEPLOYMENT)
+    return relocate_in_shards(
+        # Absolute: the shards start in their workers' working directory, not in this one.
+        spec_path=str(args.spec.resolve()),
+        shards=args.shards,
+        targets=args.targets,
+        overrides=overrides,
+    )
+
+
+def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
+    """relocate-package on the Dask scheduler at `address`, refused without what Dask needs."""
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
+
+    try:
+        from flows.on_dask import on_dask  # noqa: PLC0415
+    except ImportError as error:
+        raise UsageError(
+            f"--dask-address needs the dask extra ({error.name} is missing): "
+            "pip install -e '.[dask]'"
+        ) from None
+    if not PREFECT_API_URL.value():
+        raise UsageError(
+            "--dask-address needs a Prefect server the Dask workers can reach: start one with "
+            "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    return on_dask(address)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -138,7 +210,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     for spec in args.specs:
         _preflight(spec, None)
-    serve_specs(args.specs, cron=args.cron, validate_cron=args.validate_cron)
+    serve_specs(
+        args.specs, cron=args.cron, interval=args.interval, validate_cron=args.validate_cron
+    )
     return 0
 
 
@@ -157,6 +231,13 @@ def _add_targets(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="only this target (repeatable; default: every target)",
     )
+
+
+def _shard_count(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards, got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

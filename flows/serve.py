@@ -10,31 +10,47 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from prefect import serve
-from prefect.settings import PREFECT_API_URL
 
 from flows.inputs import load_spec
 from flows.relocate import relocate_package
+from flows.server import require_server
 from flows.validate import validate_package
-from tasks.errors import UsageError
+
+# A run still going when the next one is due (a slow night, a short interval) makes the next one
+# wait: two runs of one spec would copy the same assets into the same targets at once.
+ONE_AT_A_TIME = 1
 
 
-def serve_specs(specs: Sequence[Path], *, cron: str | None, validate_cron: str | None) -> None:
-    if not PREFECT_API_URL.value():
-        raise UsageError(
-            "stacflow serve needs a Prefect server for its schedules: start one with "
-            "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
-        )
+def serve_specs(
+    specs: Sequence[Path],
+    *,
+    cron: str | None = None,
+    interval: float | None = None,
+    validate_cron: str | None = None,
+) -> None:
+    """Serve until interrupted; the runs start in this process's working directory."""
+    require_server("stacflow serve")
     deployments = []
     for spec_path in specs:
         slug = load_spec(spec_path).slug
-        parameters = {"spec_path": str(spec_path)}
+        # Absolute: a served run must not depend on where the runner starts its subprocess.
+        parameters = {"spec_path": str(spec_path.resolve())}
         deployments.append(
-            relocate_package.to_deployment(name=slug, parameters=parameters, cron=cron)
+            relocate_package.to_deployment(
+                name=slug,
+                parameters=parameters,
+                cron=cron,
+                interval=interval,
+                concurrency_limit=ONE_AT_A_TIME,
+            )
         )
         if validate_cron:
             deployments.append(
                 validate_package.to_deployment(
-                    name=f"{slug}-validate", parameters=parameters, cron=validate_cron
+                    name=f"{slug}-validate",
+                    parameters=parameters,
+                    cron=validate_cron,
+                    concurrency_limit=ONE_AT_A_TIME,
                 )
             )
     serve(*deployments)

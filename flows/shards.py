@@ -9,14 +9,16 @@ a shared outputs folder (the journals and shard reports live there).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from flows.inputs import load_spec
 from flows.relocate import (
@@ -35,14 +37,19 @@ from tasks.state import STATE_DIR
 
 DEFAULT_DEPLOYMENT = "relocate-package/relocate-package"
 MAX_SHARDS = 64
+# run_deployment's default (5 s) adds up to 5 s to every run after its last shard finished.
+POLL_S = 1.0
 
 
 @task(name="run-shard", tags=["stacflow", "shard"])
 def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
     """Start one shard's flow run on a worker and wait for it; its state's name is the result."""
-    child = run_deployment(name=deployment, parameters=parameters, timeout=None, as_subflow=True)
-    get_run_logger().info("shard flow run %s ended %s", child.name, child.state.name)
-    return child.state.name if child.state else "Unknown"
+    child = run_deployment(
+        name=deployment, parameters=parameters, timeout=None, poll_interval=POLL_S, as_subflow=True
+    )
+    state = child.state.name if child.state else "Unknown"
+    get_run_logger().info("shard flow run %s ended %s", child.name, state)
+    return state
 
 
 @flow(
@@ -53,7 +60,7 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 )
 def relocate_in_shards(
     spec_path: str = "specs/demo.yaml",
-    shards: int = 2,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 2,
     deployment: str = DEFAULT_DEPLOYMENT,
     targets: list[str] | None = None,
     overrides: RunOverrides | None = None,
@@ -67,8 +74,6 @@ def relocate_in_shards(
         targets: Only these targets (default: every target in the spec).
         overrides: Run-time settings that take precedence over the spec.
     """
-    if not 1 <= shards <= MAX_SHARDS:
-        raise RunFailed(f"shards must be between 1 and {MAX_SHARDS}, got {shards}")
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     inputs, derived = gather_inputs(Path(spec_path), spec)
@@ -97,6 +102,7 @@ def relocate_in_shards(
             outcomes += read_report(report)
         else:
             missing.append(f"shard {index} ({states[index]})")
+    shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
     byte_phase_s = time.monotonic() - started
     locks, files = record_relocations(plan, inputs, outcomes)
     validated = validate_locks(plan, locks)

@@ -1,0 +1,492 @@
+"""Prefect-native operations on a real loopback `prefect server start`.
+
+One server, one `prefect deploy --all` from the repo's prefect.yaml and two process workers serve
+the whole module: deployments are triggered through the API as the UI's Run button does, workers
+run them in a tmp clone (so every output lands under tmp), and the tests read back what the UI
+shows: final states, artifacts, parameter schemas, and which worker ran which flow run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tasks.items import items_from_table, read_items_table
+from tasks.locks import read_lock
+from tasks.report import read_report
+from tests.servers.prefect_harness import _stop
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = "stacflow"
+RELOCATE = "relocate-package/relocate-package"
+VALIDATE = "validate-package/validate-package"
+SHARDS = "relocate-in-shards/relocate-in-shards"
+RUN_TIMEOUT_S = 90
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+@pytest.fixture(scope="module")
+def api(prefect_server):
+    """The loopback server as PREFECT_API_URL, for this process and every subprocess it starts."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: PLC0415
+
+    from tests.servers.prefect_harness import drain_workers  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as env, temporary_settings({PREFECT_API_URL: prefect_server}):
+        env.setenv("PREFECT_API_URL", prefect_server)
+        yield prefect_server
+        drain_workers()
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """What a worker needs of the repo (code, specs, prefect.yaml), so outputs land in tmp."""
+    root = tmp_path_factory.mktemp("clone")
+    for folder in ("flows", "tasks", "specs"):
+        shutil.copytree(
+            REPO / folder, root / folder, ignore=shutil.ignore_patterns("out", "__pycache__")
+        )
+    shutil.copy(REPO / "prefect.yaml", root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def stack(api, clone, tmp_path_factory):
+    """The pool, two workers (one flow run at a time each) and `prefect deploy --all`."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+    logs = tmp_path_factory.mktemp("workers")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("worker-home")),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # default 10: a run would wait up to 10 s
+    }
+    workers = []
+    for name in ("worker-a", "worker-b"):
+        with (logs / f"{name}.log").open("wb") as out:
+            workers.append(
+                subprocess.Popen(
+                    [*PREFECT, "worker", "start", "--pool", POOL, "--name", name, "--limit", "1"],
+                    cwd=clone,  # the flow runs start here (job variable working_dir: .)
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    try:
+        deployed = subprocess.run(
+            [*PREFECT, "--no-prompt", "deploy", "--all"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        _wait_for_workers(2)
+        yield SimpleNamespace(clone=clone, logs=logs)
+    finally:
+        for worker in workers:
+            _stop(worker)
+
+
+@pytest.fixture(scope="module")
+def demo_run(stack):
+    """The demo, relocated once by the relocate-package deployment with its default parameters."""
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+
+    return run_deployment(RELOCATE, timeout=RUN_TIMEOUT_S, poll_interval=0.5)
+
+
+def test_prefect_yaml_deploys_three_deployments_that_need_no_absolute_path(stack):
+    from prefect import get_client  # noqa: PLC0415
+
+    with get_client(sync_client=True) as client:
+        deployments = {
+            name: client.read_deployment_by_name(name) for name in (RELOCATE, VALIDATE, SHARDS)
+        }
+    for deployment in deployments.values():
+        assert deployment.work_pool_name == POOL
+        assert deployment.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "."}}
+        ]
+        assert deployment.job_variables == {"working_dir": "."}
+        assert str(stack.clone) not in json.dumps(deployment.model_dump(mode="json"))
+    assert deployments[RELOCATE].parameters["spec_path"] == "specs/demo.yaml"
+    assert deployments[RELOCATE].schedules == []
+    assert deployments[SHARDS].schedules == []
+    nightly = deployments[VALIDATE]
+    assert nightly.parameters == {"spec_path": "specs/scheduled-validation.yaml"}
+    [schedule] = nightly.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
+        "30 2 * * *",
+        "UTC",
+        True,
+    )
+
+
+def test_a_deployment_run_on_a_worker_relocates_and_publishes_its_artifacts(stack, demo_run):
+    assert demo_run.state.is_completed(), demo_run.state
+    assert demo_run.work_pool_name == POOL
+    artifacts = _artifacts(demo_run.id)
+    summary = artifacts["demo-drone-survey-summary"]
+    assert summary.type == "markdown"
+    assert summary.data.startswith("# demo-drone-survey: OK")
+    assert "| local | 6 (2.4 MiB) | 0 | 0 | 0 |" in summary.data
+    assert "| archive | 6 (2.4 MiB) | 0 | 0 | 0 |" in summary.data
+    outcomes = _table(artifacts["demo-drone-survey-outcomes"])
+    assert {(r["store"], r["outcome"]) for r in outcomes} == {
+        ("local", "copied"),
+        ("archive", "copied"),
+    }
+    assert len(outcomes) == 12
+    assert artifacts["demo-drone-survey-progress"].data == 100.0
+    demo = stack.clone / "specs" / "demo"
+    assert (demo / "out" / "local-assets" / "flight-01" / "visual.tif").read_bytes() == (
+        demo / "origin" / "uploads" / "flight-01" / "ortho.tif"
+    ).read_bytes()
+
+
+def test_the_nightly_validation_fails_on_a_same_size_rewrite_and_names_the_asset(stack, demo_run):
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+
+    assert demo_run.state.is_completed()
+    tampered = stack.clone / "specs" / "demo" / "out" / "local-assets" / "flight-02" / "visual.tif"
+    _flip_byte_keeping_mtime(tampered, offset=100)
+    try:
+        run = run_deployment(VALIDATE, timeout=RUN_TIMEOUT_S, poll_interval=0.5)
+    finally:
+        _flip_byte_keeping_mtime(tampered, offset=100)
+
+    assert run.state.is_failed(), run.state
+    artifacts = _artifacts(run.id)
+    slug = "demo-drone-survey-nightly-validation"
+    rows = _table(artifacts[f"{slug}-validation"])
+    invalid = [r for r in rows if not r["valid"]]
+    assert [(r["lock"], r["item_id"], r["asset_key"]) for r in invalid] == [
+        ("local", "flight-02", "visual")
+    ]
+    assert "checksum mismatch: expected 1220" in invalid[0]["errors"]
+    assert len(rows) == 12  # https and local, six assets each; nothing else failed
+    assert "| local | 5 | 1 | yes |" in artifacts[f"{slug}-summary"].data
+
+
+def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
+    stack, tmp_path, capsys
+):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    from flows.cli import main  # noqa: PLC0415
+    from flows.relocate import relocate_package  # noqa: PLC0415
+
+    sharded, single = tmp_path / "sharded", tmp_path / "single"
+    _demo_with_items(sharded, count=8)
+    shutil.copytree(sharded, single)
+    assert relocate_package(spec_path=str(single / "specs" / "demo.yaml"))["ok"]
+    capsys.readouterr()
+
+    assert main(["run", str(sharded / "specs" / "demo.yaml"), "--shards", "2"]) == 0
+    assert "relocate → local    16 copied" in capsys.readouterr().out
+
+    with get_client(sync_client=True) as client:
+        [parent] = [
+            run
+            for run in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["relocate-in-shards"]))
+            )
+            if run.parameters["spec_path"] == str(sharded / "specs" / "demo.yaml")
+        ]
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])
+            )
+        )
+        shard_deployment = client.read_deployment_by_name(RELOCATE).id
+        # Claimed by a worker (Pending) before either ended: both flow runs were in flight at once.
+        claimed = [
+            next(s.timestamp for s in client.read_flow_run_states(c.id) if s.is_pending())
+            for c in children
+        ]
+    assert parent.state.is_completed()
+    assert sorted(c.parameters["shard"]["index"] for c in children) == [0, 1]
+    assert all(c.state.is_completed() and c.deployment_id == shard_deployment for c in children)
+    assert max(claimed) < min(c.end_time for c in children), "the shards ran one after another"
+    # Each worker takes one flow run at a time (--limit 1), so each ran one shard.
+    ran_by = {
+        log.stem: {str(c.id) for c in children if str(c.id) in log.read_text()}
+        for log in stack.logs.glob("*.log")
+    }
+    assert sorted(len(ids) for ids in ran_by.values()) == [1, 1], ran_by
+
+    for lock in ("local.assets.lock.parquet", "archive.assets.lock.parquet"):
+        assert _lock_rows(sharded, lock) == _lock_rows(single, lock)
+    for items in ("items.parquet", "local.primary.items.parquet"):
+        assert _items(sharded, items) == _items(single, items)
+    assert _report(sharded) == _report(single)
+    assert not list((_results(sharded) / ".stacflow").glob("shards/*")), "shard reports were kept"
+
+
+def test_the_parameter_form_is_typed_and_a_bad_value_never_starts_a_run(stack):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        DeploymentFilter,
+        DeploymentFilterId,
+    )
+    from prefect.exceptions import PrefectHTTPStatusError  # noqa: PLC0415
+
+    from flows import cli  # noqa: PLC0415
+    from flows.shards import MAX_SHARDS  # noqa: PLC0415
+
+    assert cli.MAX_SHARDS == MAX_SHARDS  # `stacflow run --shards` refuses what the flow refuses
+    with get_client(sync_client=True) as client:
+        relocate = client.read_deployment_by_name(RELOCATE)
+        shards = client.read_deployment_by_name(SHARDS)
+        schema = relocate.parameter_openapi_schema
+        fields = schema["properties"]
+        assert fields["spec_path"]["default"] == "specs/demo.yaml"
+        assert fields["spec_path"]["description"].startswith("The package spec")
+        assert (fields["dry_run"]["type"], fields["dry_run"]["default"]) == ("boolean", False)
+        workers = schema["definitions"]["RunOverrides"]["properties"]["max_workers"]
+        assert workers["description"] == "Assets copied at once (spec: relocate.max_workers)."
+        assert workers["default"] is None
+        assert {"type": "integer", "minimum": 1, "maximum": 256} in workers["anyOf"]
+        assert shards.parameter_openapi_schema["properties"]["shards"] == {
+            "default": 2,
+            "description": "How many flow runs share the package (1-64).",
+            "maximum": 64,
+            "minimum": 1,
+            "position": 1,
+            "title": "shards",
+            "type": "integer",
+        }
+
+        def runs() -> int:
+            return client.count_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[relocate.id]))
+            )
+
+        before = runs()
+        # What the UI's Run button sends: the server checks it against the schema and refuses.
+        with pytest.raises(PrefectHTTPStatusError, match="409") as refused:
+            client.create_flow_run_from_deployment(
+                relocate.id, parameters={"overrides": {"max_workers": 0}}
+            )
+        assert "Validation failed for field 'overrides.max_workers'" in str(refused.value)
+        assert "0 is less than the minimum of 1" in str(refused.value)
+        with pytest.raises(PrefectHTTPStatusError, match="'shards'"):
+            client.create_flow_run_from_deployment(shards.id, parameters={"shards": 0})
+        assert runs() == before
+
+
+def test_stacflow_serve_runs_a_spec_on_an_interval(api, tmp_path):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType  # noqa: PLC0415
+
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "specs", specs, ignore=shutil.ignore_patterns("out", "__pycache__"))
+    env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_HOME": str(tmp_path)}
+    with (tmp_path / "serve.log").open("wb") as out:
+        serving = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli",
+                "serve",
+                str(specs / "demo.yaml"),
+                "--interval",
+                "5",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    completed = []
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        with get_client(sync_client=True) as client:
+            while not completed and time.monotonic() < deadline:
+                assert serving.poll() is None, (tmp_path / "serve.log").read_text()
+                completed = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(
+                        name=DeploymentFilterName(any_=["demo-drone-survey"])
+                    ),
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.COMPLETED])
+                        )
+                    ),
+                )
+                time.sleep(0.5)
+            deployment = client.read_deployment_by_name("relocate-package/demo-drone-survey")
+    finally:
+        _stop(serving)
+    assert completed, (tmp_path / "serve.log").read_text()
+    [schedule] = deployment.schedules
+    assert schedule.schedule.interval.total_seconds() == 5
+    assert deployment.parameters == {"spec_path": str(specs / "demo.yaml")}
+    assert deployment.global_concurrency_limit.limit == 1
+    assert (specs / "demo" / "out" / "results" / "local.assets.lock.parquet").is_file()
+
+
+def test_require_workers_names_what_is_missing(api):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
+
+    from flows.server import require_workers  # noqa: PLC0415
+    from tasks.errors import UsageError  # noqa: PLC0415
+
+    with pytest.raises(UsageError, match=r"no deployment relocate-package/nowhere on .*deploy"):
+        require_workers("stacflow run --shards", "relocate-package/nowhere")
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="idle", type="process"))
+        flow_id = client.create_flow_from_name("relocate-package")
+        client.create_deployment(flow_id, "idle", work_pool_name="idle")
+    with pytest.raises(UsageError, match="no worker is polling work pool 'idle'"):
+        require_workers("stacflow run --shards", "relocate-package/idle")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["serve", "demo.yaml"], "ERROR: stacflow serve needs a Prefect server"),
+        (
+            ["run", "demo.yaml", "--shards", "2"],
+            "ERROR: stacflow run --shards needs a Prefect server",
+        ),
+        (
+            ["run", "demo.yaml", "--dask-address", "tcp://127.0.0.1:8786"],
+            "ERROR: --dask-address needs",  # the dask extra, or else a Prefect server
+        ),
+    ],
+)
+def test_commands_that_need_a_server_refuse_without_one(argv, error, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: PLC0415
+
+    from flows.cli import main  # noqa: PLC0415
+
+    spec = str(REPO / "specs" / argv[1])
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main([argv[0], spec, *argv[2:]]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(error), err
+    assert err.count("\n") == 1
+    assert out == ""
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _wait_for_workers(count: int, timeout_s: float = 60) -> None:
+    from prefect import get_client  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while len(client.read_workers_for_work_pool(POOL)) < count:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.25)
+
+
+def _artifacts(flow_run_id):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in artifacts}
+
+
+def _table(artifact) -> list[dict]:
+    assert artifact.type == "table"
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def _flip_byte_keeping_mtime(path: Path, offset: int) -> None:
+    """A same-size rewrite with the old mtime: invisible to every check but a checksum."""
+    before = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _demo_with_items(root: Path, count: int) -> None:
+    """specs/ with the demo spec over `count` Items, made by the demo's own generator."""
+    shutil.copytree(
+        REPO / "specs", root / "specs", ignore=shutil.ignore_patterns("out", "__pycache__")
+    )
+    loader = importlib.util.spec_from_file_location(
+        "make_demo", REPO / "specs" / "demo" / "make_demo.py"
+    )
+    make_demo = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(make_demo)
+    make_demo.HERE = root / "specs" / "demo"
+    make_demo.SURVEYS = [
+        (f"flight-{i:02d}", f"Survey {i}", (16.37 + i / 100, 48.21), 60_000 + 7 * i)
+        for i in range(count)
+    ]
+    make_demo.main()
+
+
+def _results(root: Path) -> Path:
+    return root / "specs" / "demo" / "out" / "results"
+
+
+def _lock_rows(root: Path, name: str) -> list[dict]:
+    """A relocated lock's rows, root made relative; each copy's etag and mtime are its own."""
+    rows = []
+    for row in read_lock(_results(root) / name):
+        data = dataclasses.asdict(row)
+        data.pop("etag")
+        data.pop("last_modified")
+        rows.append(json.loads(json.dumps(data).replace(str(root), "<root>")))
+    return rows
+
+
+def _items(root: Path, name: str) -> list[dict]:
+    items = items_from_table(read_items_table(_results(root) / name))
+    return json.loads(json.dumps(items, default=str).replace(str(root), "<root>"))
+
+
+def _report(root: Path) -> set[tuple]:
+    """The run report as a set: outcomes, bytes and errors, not timings or order."""
+    return {
+        (o.item_id, o.asset_key, o.store, o.step, o.outcome, o.bytes, o.error_class)
+        for o in read_report(_results(root) / "report.parquet")
+    }
