@@ -6,9 +6,7 @@ submits tasks and gathers their rows; every byte moves inside `tasks/`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,24 +34,6 @@ from tasks.survey import survey_task
 from tasks.validate import Validated, validate_batch_task
 
 BATCHES_IN_FLIGHT = 2
-
-
-class Shard(BaseModel):
-    """One part of a package, relocated by its own flow run (see flows/shards.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-    index: int = Field(ge=0, description="Which shard, from 0.")
-    count: int = Field(ge=1, description="How many shards the package is split into.")
-    report: str = Field(description="Where this shard writes its outcome rows for the parent.")
-
-    def of(self, plan: Plan) -> Plan:
-        """The moves of this shard: every asset of an Item lands in the same shard."""
-        moves = tuple(
-            m
-            for m in plan.moves
-            if zlib.crc32(m.source.item_id.encode()) % self.count == self.index
-        )
-        return dataclasses.replace(plan, moves=moves)
 
 
 class RunOverrides(BaseModel):
@@ -86,7 +66,6 @@ def relocate_package(
     targets: list[str] | None = None,
     dry_run: bool = False,
     overrides: RunOverrides | None = None,
-    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Run a package spec: relocate, enrich, derive, validate; fail if any asset failed.
 
@@ -95,14 +74,11 @@ def relocate_package(
         targets: Only these targets (default: every target in the spec).
         dry_run: Compile and show the plan; copy nothing, write nothing.
         overrides: Run-time settings that take precedence over the spec.
-        shard: Set by `relocate-in-shards` only: copy one shard, leave the outputs to the parent.
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     inputs, derived = gather_inputs(Path(spec_path), spec)
     plan = prepare_plan(inputs, targets)
-    if shard is not None:
-        return relocate_shard(shard.of(plan), inputs, shard)
     if dry_run:
         return finish_run(
             plan,
@@ -239,27 +215,6 @@ def record_relocations(
         if inputs.spec.targets[t.name].promote
     ]
     return locks, enrich_task(paths, inputs.items_path, locks, alternates, promotions)
-
-
-def relocate_shard(plan: Plan, inputs: Inputs, shard: Shard) -> dict[str, Any]:
-    """A shard copies and journals its part; its outcomes go to a file the parent merges."""
-    moved, byte_phase_s = relocate_assets(plan, inputs)
-    write_report(Path(shard.report), [m.outcome for m in moved])
-    failed = sum(1 for m in moved if m.outcome.failed)
-    get_run_logger().info(
-        "shard %d/%d: %d assets, %d failed, byte phase %.2f s",
-        shard.index,
-        shard.count,
-        len(plan.moves),
-        failed,
-        byte_phase_s,
-    )
-    return {
-        "shard": shard.index,
-        "assets": len(plan.moves),
-        "failed": failed,
-        "byte_phase_s": byte_phase_s,
-    }
 
 
 def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, list[Validated]]:

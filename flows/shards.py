@@ -9,8 +9,10 @@ a shared outputs folder (the journals and shard reports live there).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
+import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,27 +20,84 @@ from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from flows.compile import Plan
 from flows.inputs import load_spec
 from flows.relocate import (
+    BATCHES_IN_FLIGHT,
     RunOverrides,
-    Shard,
     apply_overrides,
     finish_run,
     gather_inputs,
     prepare_plan,
     record_relocations,
+    relocate_assets,
     validate_locks,
 )
 from tasks.errors import RunFailed
-from tasks.report import Outcome, read_report
+from tasks.report import Outcome, read_report, write_report
 from tasks.state import STATE_DIR
 
-DEFAULT_DEPLOYMENT = "relocate-package/relocate-package"
+DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
 MAX_SHARDS = 64
 # run_deployment's default (5 s) adds up to 5 s to every run after its last shard finished.
 POLL_S = 1.0
+
+
+class Shard(BaseModel):
+    """One part of a package, relocated by its own flow run."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0, description="Which shard, from 0.")
+    count: int = Field(ge=1, description="How many shards the package is split into.")
+    report: str = Field(description="Where this shard writes its outcome rows for the parent.")
+
+    def of(self, plan: Plan) -> Plan:
+        """The moves of this shard: every asset of an Item lands in the same shard."""
+        moves = tuple(
+            m
+            for m in plan.moves
+            if zlib.crc32(m.source.item_id.encode()) % self.count == self.index
+        )
+        return dataclasses.replace(plan, moves=moves)
+
+
+@flow(
+    name="relocate-shard",
+    description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
+    "outcomes for the parent. Started by relocate-in-shards, not by hand.",
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+)
+def relocate_shard(
+    spec_path: str,
+    shard: Shard,
+    targets: list[str] | None = None,
+    overrides: RunOverrides | None = None,
+) -> dict[str, Any]:
+    """Copy one shard of a package; the parent (relocate-in-shards) merges, enriches, validates.
+
+    Args:
+        spec_path: The package spec, relative to the worker's working directory (the repo).
+        shard: Which part of the package, and where to write its outcome rows.
+        targets: Only these targets (default: every target in the spec).
+        overrides: Run-time settings that take precedence over the spec.
+    """
+    spec = apply_overrides(load_spec(Path(spec_path)), overrides)
+    inputs, _ = gather_inputs(Path(spec_path), spec)
+    plan = shard.of(prepare_plan(inputs, targets))
+    moved, byte_phase_s = relocate_assets(plan, inputs)
+    write_report(Path(shard.report), [m.outcome for m in moved])
+    failed = sum(1 for m in moved if m.outcome.failed)
+    get_run_logger().info(
+        "shard %d/%d: %d assets, %d failed, byte phase %.2f s",
+        shard.index,
+        shard.count,
+        len(plan.moves),
+        failed,
+        byte_phase_s,
+    )
+    return {"shard": shard.index, "assets": len(plan.moves), "failed": failed}
 
 
 @task(name="run-shard", tags=["stacflow", "shard"])
@@ -54,7 +113,7 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 
 @flow(
     name="relocate-in-shards",
-    description="Relocate a package through parallel flow runs of the relocate-package "
+    description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),
 )
@@ -70,7 +129,7 @@ def relocate_in_shards(
     Args:
         spec_path: The package spec, relative to the workers' working directory (the repo).
         shards: How many flow runs share the package (1-64).
-        deployment: The relocate-package deployment the shards run as.
+        deployment: The relocate-shard deployment the shards run as.
         targets: Only these targets (default: every target in the spec).
         overrides: Run-time settings that take precedence over the spec.
     """
