@@ -35,6 +35,10 @@ MAX_SHARDS = 64
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", True):
+        # The terminal gets the progress line and the summary; the flow run's page keeps every
+        # log line (only the console handler is quietened, and only before Prefect is imported).
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     try:
         return args.handler(args)
     except UsageError as error:
@@ -79,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the task runs on this Dask scheduler, e.g. tcp://127.0.0.1:8786 (default: "
         f"${DASK_ADDRESS_ENV}; needs the dask extra and a Prefect server the Dask workers reach)",
     )
+    _add_verbose(run)
     run.set_defaults(handler=_run)
 
     plan = commands.add_parser("plan", help="show what a run would copy, skip or refuse")
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also read the bytes and compare SHA-256",
     )
+    _add_verbose(check)
     check.set_defaults(handler=_check)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of package specs")
@@ -238,6 +244,12 @@ def _shard_count(text: str) -> int:
     if value > MAX_SHARDS:
         raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards, got {text}")
     return value
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show Prefect's log lines on the terminal"
+    )
 
 
 def _positive(text: str) -> int:

@@ -152,17 +152,16 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
     if not plan.targets or not plan.moves:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
-    progress = Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets))
     started = time.monotonic()
-    futures = {
-        relocate_batch_task.submit(batch, plan.policy, journals): len(batch)
-        for batch in plan.batches()
-    }
     moved: list[Moved] = []
-    for future in as_completed(list(futures)):
-        results = future.result()
-        moved.extend(results)
-        progress.advance([m.outcome for m in results], futures[future])
+    with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
+        futures = [
+            relocate_batch_task.submit(batch, plan.policy, journals) for batch in plan.batches()
+        ]
+        for future in as_completed(futures):
+            results = future.result()
+            moved.extend(results)
+            progress.advance([m.outcome for m in results])
     order = {move.key: index for index, move in enumerate(plan.moves)}
     moved.sort(key=lambda m: order[(m.outcome.item_id, m.outcome.asset_key)])
     return moved, time.monotonic() - started

@@ -6,9 +6,10 @@ Keys derive from the spec name, so the UI keeps each artifact's history across r
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Self, TextIO
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -74,7 +75,10 @@ def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
 class Progress:
     """Bytes and assets done: a Prefect progress artifact, and a live line on a terminal.
 
-    Off a terminal (CI, a worker's log), a plain line at most every `every_s` seconds.
+    Batches running in this process report each finished asset (`report`); the flow also
+    reports each finished batch, which is all it hears of batches run elsewhere (Dask, shards).
+    An asset is counted once, whoever reports it. The artifact is updated at most every
+    `artifact_every_s`; off a terminal (CI, a worker's log) a plain line at most every `every_s`.
     """
 
     def __init__(
@@ -82,33 +86,66 @@ class Progress:
         slug: str,
         assets: int,
         total_bytes: int,
+        *,
         stream: TextIO | None = None,
         every_s: float = 5.0,
+        artifact_every_s: float = 2.0,
     ) -> None:
         self.assets, self.total_bytes = assets, total_bytes
-        self.done_assets, self.done_bytes = 0, 0
+        self.done_bytes = 0
+        self.counted: set[tuple[str, str, str]] = set()
+        self.done: set[tuple[str, str]] = set()
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
-        self.every_s = every_s
-        self.started = self.last_line = time.monotonic()
+        self.every_s = 0.1 if self.live else every_s
+        self.artifact_every_s = artifact_every_s
+        self.started = time.monotonic()
+        self.last_line = self.last_artifact = float("-inf")
+        self.lock = threading.Lock()
         self.artifact: UUID = create_progress_artifact(
             progress=0.0, key=artifact_key(slug, "progress"), description="Assets relocated"
         )
 
-    def advance(self, outcomes: Sequence[Outcome], assets: int) -> None:
-        self.done_assets += assets
-        self.done_bytes += sum(o.bytes for o in outcomes)
-        percent = 100.0 * self.done_assets / self.assets if self.assets else 100.0
-        update_progress_artifact(artifact_id=self.artifact, progress=percent)
+    def __enter__(self) -> Self:
+        _ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        _ACTIVE.remove(self)
+        self._show(final=True)
+
+    def advance(self, outcomes: Sequence[Outcome]) -> None:
+        with self.lock:
+            for o in outcomes:
+                if (o.store, o.item_id, o.asset_key) not in self.counted:
+                    self.counted.add((o.store, o.item_id, o.asset_key))
+                    self.done.add((o.item_id, o.asset_key))
+                    self.done_bytes += o.bytes
+            self._show(final=False)
+
+    def _show(self, *, final: bool) -> None:
         now = time.monotonic()
-        if self.live or now - self.last_line >= self.every_s or self.done_assets >= self.assets:
+        if final or now - self.last_artifact >= self.artifact_every_s:
+            self.last_artifact = now
+            percent = 100.0 * len(self.done) / self.assets if self.assets else 100.0
+            update_progress_artifact(artifact_id=self.artifact, progress=percent)
+        if final or now - self.last_line >= self.every_s:
             self.last_line = now
             rate = self.done_bytes / max(now - self.started, 1e-9)
             line = (
-                f"  {self.done_assets:,}/{self.assets:,} assets  "
+                f"  {len(self.done):,}/{self.assets:,} assets  "
                 f"{format_size(self.done_bytes)}/{format_size(self.total_bytes)}  "
                 f"{format_size(rate)}/s"
             )
-            end = "\n" if not self.live or self.done_assets >= self.assets else ""
+            end = "\n" if final or not self.live else ""
             self.stream.write(("\r\033[K" if self.live else "") + line + end)
             self.stream.flush()
+
+
+_ACTIVE: list[Progress] = []
+
+
+def report_progress(outcomes: Sequence[Outcome]) -> None:
+    """Called by batches as assets finish; a no-op where no flow in this process listens."""
+    for progress in _ACTIVE:
+        progress.advance(outcomes)

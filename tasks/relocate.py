@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -27,6 +27,7 @@ from prefect import get_run_logger, task
 from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from tasks.artifacts import report_progress
 from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass, StacflowError
 from tasks.moves import Leg, Move, Record
@@ -64,8 +65,12 @@ def relocate_batch(
     journals: Mapping[str, Path] | None = None,
     *,
     resume: bool = False,
+    on_done: Callable[[list[Outcome]], None] | None = None,
 ) -> list[Moved]:
-    """Copy a batch; every (asset, target) ends with an outcome, every verified copy journaled."""
+    """Copy a batch; every (asset, target) ends with an outcome, every verified copy journaled.
+
+    `on_done` hears each asset's outcomes as soon as they are settled (live progress).
+    """
     journals = journals or {}
     if resume:
         moves = _with_journaled(moves, journals)
@@ -91,6 +96,8 @@ def relocate_batch(
                     append_records(journals[leg.target], [moved.record], sync=False)
         if policy.fail_fast and any(m.outcome.failed for m in results):
             stop.set()
+        if on_done is not None:
+            on_done([m.outcome for m in results])
         return results
 
     with ThreadPoolExecutor(max_workers=max(1, min(policy.workers, len(moves)))) as pool:
@@ -473,7 +480,13 @@ def relocate_batch_task(
     moves: Sequence[Move], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
 ) -> list[Moved]:
     """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
-    results = relocate_batch(moves, policy, journals, resume=(task_run.run_count or 1) > 1)
+    results = relocate_batch(
+        moves,
+        policy,
+        journals,
+        resume=(task_run.run_count or 1) > 1,
+        on_done=report_progress,
+    )
     counts: dict[str, int] = {}
     for moved in results:
         counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
