@@ -6,6 +6,7 @@ submits tasks and gathers their rows; every byte moves inside `tasks/`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.compile import Plan, compile_plan, derive_checks, target_checks
@@ -26,9 +28,9 @@ from tasks.items import Alternate, read_item_dicts
 from tasks.locks import LockRow
 from tasks.moves import Check
 from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
-from tasks.relocate import Moved, relocate_batch_task
+from tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from tasks.report import Outcome, Step, write_report
-from tasks.state import compact_records, journal_path, read_records
+from tasks.state import compact_records, journal_path, read_records, run_lock
 from tasks.summary import Summary
 from tasks.survey import survey_task
 from tasks.validate import Validated, validate_batch_task
@@ -77,29 +79,27 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    inputs, derived = gather_inputs(Path(spec_path), spec)
-    plan = prepare_plan(inputs, targets)
-    if dry_run:
+    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+        inputs, derived = gather_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets, sweep=killed)
+        if dry_run:
+            planned = survey_task(quote(plan.moves), plan.policy.workers)
+            return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
+        moved, byte_phase_s = relocate_assets(plan, inputs)
+        flush_s = flush_targets_task([t.store for t in plan.targets])
+        outcomes = [*derived, *(m.outcome for m in moved)]
+        locks, files = record_relocations(plan, inputs, outcomes)
+        validated = validate_locks(plan, locks)
         return finish_run(
             plan,
             inputs,
-            [*derived, *survey_task(plan.moves, plan.policy.workers)],
+            outcomes,
             started,
-            dry_run=True,
+            validated=validated,
+            byte_phase_s=byte_phase_s,
+            flush_s=flush_s,
+            files=files,
         )
-    moved, byte_phase_s = relocate_assets(plan, inputs)
-    outcomes = [*derived, *(m.outcome for m in moved)]
-    locks, files = record_relocations(plan, inputs, outcomes)
-    validated = validate_locks(plan, locks)
-    return finish_run(
-        plan,
-        inputs,
-        outcomes,
-        started,
-        validated=validated,
-        byte_phase_s=byte_phase_s,
-        files=files,
-    )
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -120,22 +120,31 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     derived = [
         result
         for future in [
-            derive_batch_task.submit(batch, spec.relocate_source)
+            derive_batch_task.submit(quote(batch), spec.relocate_source)
             for batch in _chunks(checks, spec.relocate.batch.assets)
         ]
         for result in future.result()
     ]
     lock = [d.row for d in derived if d.row is not None]
-    outputs = OutputPaths((spec_path.parent / spec.outputs).resolve())
-    package = write_package(outputs, items, lock)
+    package = write_package(OutputPaths(outputs_of(spec_path, spec)), items, lock)
     inputs = load_inputs(spec_path, spec, lock=lock, items=package / "items.parquet")
     return inputs, [d.outcome for d in derived]
 
 
-def prepare_plan(inputs: Inputs, targets: Sequence[str] | None = None) -> Plan:
-    """Compile, and refuse the whole run if any key conflicts: before a single byte moves."""
+def outputs_of(spec_path: Path, spec: Spec) -> Path:
+    return (spec_path.parent / spec.outputs).resolve()
+
+
+def prepare_plan(
+    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True
+) -> Plan:
+    """Compile, and refuse the whole run if any key conflicts: before a single byte moves.
+
+    `sweep`: look for a killed run's debris while copying (the run lock knows whether to).
+    """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
+    plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=sweep))
     get_run_logger().info(
         "plan: %d assets (%d bytes) from %s into %s, %d batches",
         len(plan.moves),
@@ -156,7 +165,8 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
         futures = [
-            relocate_batch_task.submit(batch, plan.policy, journals) for batch in plan.batches()
+            relocate_batch_task.submit(quote(batch), plan.policy, journals)
+            for batch in plan.batches()
         ]
         for future in as_completed(futures):
             results = future.result()
@@ -186,7 +196,10 @@ def record_relocations(
         journal = journal_path(inputs.outputs, target.name)
         journaled = read_records(journal, fallback_lock=paths.lock(target.name))
         kept = {
-            key: record
+            # Settled this run and flushed since: durable. Others keep what they were.
+            key: dataclasses.replace(record, durable=True)
+            if (target.name, *key) in settled
+            else record
             for key, record in journaled.items()
             if settled.get((target.name, *key), True)
         }
@@ -213,7 +226,7 @@ def record_relocations(
         for t in plan.targets
         if inputs.spec.targets[t.name].promote
     ]
-    return locks, enrich_task(paths, inputs.items_path, locks, alternates, promotions)
+    return locks, enrich_task(paths, inputs.items_path, quote(locks), quote(alternates), promotions)
 
 
 def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, list[Validated]]:
@@ -227,7 +240,7 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         if t.name in plan.validate_targets
     ]
     futures = [
-        (name, validate_batch_task.submit(batch, name, checksums=checksums))
+        (name, validate_batch_task.submit(quote(batch), name, checksums=checksums))
         for name, checks, checksums in jobs
         for batch in _chunks(checks, plan.batch_assets)
     ]
@@ -245,6 +258,7 @@ def finish_run(
     *,
     validated: dict[str, list[Validated]] | None = None,
     byte_phase_s: float = 0.0,
+    flush_s: float = 0.0,
     dry_run: bool = False,
     report: Path | None = None,
     files: Sequence[Path] = (),
@@ -265,6 +279,7 @@ def finish_run(
         outcomes=tuple(outcomes),
         elapsed_s=time.monotonic() - started,
         byte_phase_s=byte_phase_s,
+        flush_s=flush_s,
         outputs=tuple(str(p) for p in (*files, *written)),
         checksum_locks=frozenset(
             [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -30,14 +31,16 @@ from flows.relocate import (
     apply_overrides,
     finish_run,
     gather_inputs,
+    outputs_of,
     prepare_plan,
     record_relocations,
     relocate_assets,
     validate_locks,
 )
 from tasks.errors import RunFailed
+from tasks.relocate import flush_targets_task
 from tasks.report import Outcome, read_report, write_report
-from tasks.state import STATE_DIR
+from tasks.state import STATE_DIR, run_lock
 
 DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
 MAX_SHARDS = 64
@@ -52,6 +55,9 @@ class Shard(BaseModel):
     index: int = Field(ge=0, description="Which shard, from 0.")
     count: int = Field(ge=1, description="How many shards the package is split into.")
     report: str = Field(description="Where this shard writes its outcome rows for the parent.")
+    sweep: bool = Field(
+        default=True, description="Look for a killed run's debris (the parent's run lock knows)."
+    )
 
     def of(self, plan: Plan) -> Plan:
         """The moves of this shard: every asset of an Item lands in the same shard."""
@@ -85,7 +91,7 @@ def relocate_shard(
     """
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     inputs, _ = gather_inputs(Path(spec_path), spec)
-    plan = shard.of(prepare_plan(inputs, targets))
+    plan = shard.of(prepare_plan(inputs, targets, sweep=shard.sweep))
     moved, byte_phase_s = relocate_assets(plan, inputs)
     write_report(Path(shard.report), [m.outcome for m in moved])
     failed = sum(1 for m in moved if m.outcome.failed)
@@ -100,7 +106,7 @@ def relocate_shard(
     return {"shard": shard.index, "assets": len(plan.moves), "failed": failed}
 
 
-@task(name="run-shard", tags=["stacflow", "shard"])
+@task(cache_policy=NO_CACHE, name="run-shard", tags=["stacflow", "shard"])
 def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
     """Start one shard's flow run on a worker and wait for it; its state's name is the result."""
     child = run_deployment(
@@ -135,38 +141,47 @@ def relocate_in_shards(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    inputs, derived = gather_inputs(Path(spec_path), spec)
-    plan = prepare_plan(inputs, targets)
-    reports = inputs.outputs / STATE_DIR / "shards" / str(flow_run.get_id() or "local")
-    futures = [
-        run_shard.submit(
-            deployment,
-            {
-                "spec_path": spec_path,
-                "targets": targets,
-                "overrides": overrides.model_dump() if overrides else None,
-                "shard": Shard(
-                    index=i, count=shards, report=str(reports / f"{i}.parquet")
-                ).model_dump(),
-            },
+    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+        inputs, derived = gather_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets)
+        reports = inputs.outputs / STATE_DIR / "shards" / str(flow_run.get_id() or "local")
+        futures = [
+            run_shard.submit(
+                deployment,
+                {
+                    "spec_path": spec_path,
+                    "targets": targets,
+                    "overrides": overrides.model_dump() if overrides else None,
+                    "shard": Shard(
+                        index=i, count=shards, report=str(reports / f"{i}.parquet"), sweep=killed
+                    ).model_dump(),
+                },
+            )
+            for i in range(shards)
+        ]
+        states = [future.result() for future in futures]
+        outcomes: list[Outcome] = list(derived)
+        missing = []
+        for index in range(shards):
+            report = reports / f"{index}.parquet"
+            if report.is_file():
+                outcomes += read_report(report)
+            else:
+                missing.append(f"shard {index} ({states[index]})")
+        shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
+        byte_phase_s = time.monotonic() - started
+        flush_s = flush_targets_task([t.store for t in plan.targets])
+        locks, files = record_relocations(plan, inputs, outcomes)
+        validated = validate_locks(plan, locks)
+        if missing:
+            raise RunFailed(f"{', '.join(missing)} left no report; their assets were not merged")
+        return finish_run(
+            plan,
+            inputs,
+            outcomes,
+            started,
+            validated=validated,
+            byte_phase_s=byte_phase_s,
+            flush_s=flush_s,
+            files=files,
         )
-        for i in range(shards)
-    ]
-    states = [future.result() for future in futures]
-    outcomes: list[Outcome] = list(derived)
-    missing = []
-    for index in range(shards):
-        report = reports / f"{index}.parquet"
-        if report.is_file():
-            outcomes += read_report(report)
-        else:
-            missing.append(f"shard {index} ({states[index]})")
-    shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
-    byte_phase_s = time.monotonic() - started
-    locks, files = record_relocations(plan, inputs, outcomes)
-    validated = validate_locks(plan, locks)
-    if missing:
-        raise RunFailed(f"{', '.join(missing)} left no report; their assets were not merged")
-    return finish_run(
-        plan, inputs, outcomes, started, validated=validated, byte_phase_s=byte_phase_s, files=files
-    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import AssetError, InputError
 from tasks.locations import parse_href
@@ -79,7 +80,13 @@ def _outcome(check: Check, name: str, started: float, error: AssetError | None =
     )
 
 
-@task(name="derive-batch", retries=2, retry_delay_seconds=[2, 10], tags=["stacflow", "derive"])
+@task(
+    cache_policy=NO_CACHE,
+    name="derive-batch",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    tags=["stacflow", "derive"],
+)
 def derive_batch_task(checks: Sequence[Check], name: str, workers: int = 8) -> list[Derived]:
     results = derive_facts(checks, name, workers)
     failed = sum(1 for r in results if r.row is None)

@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
+from tasks.buffers import read_buffer
 from tasks.errors import AssetError, ErrorClass, redact
 from tasks.stores import Facts, StoreRef, Writer, iso, status_error
 
@@ -76,6 +77,9 @@ class HttpStore:
 
     def sweep(self, path: str) -> int:  # noqa: ARG002 - nothing is ever staged on an origin
         return 0
+
+    def flush(self) -> None:
+        """Nothing is ever written to an origin."""
 
     def _facts_by_get(self, path: str) -> Facts:
         """Origins that refuse HEAD still answer a one-byte ranged GET with the same headers."""
@@ -191,9 +195,13 @@ class _HttpReader:
 
     def chunks(self) -> Iterator[memoryview]:
         """Yield views into one reused buffer: consume each chunk before asking for the next."""
-        size = self.store.ref.chunk_size
-        buffer = memoryview(bytearray(size))
         expected = self.facts.size
+        with read_buffer(self.store.ref.chunk_size, expected) as buffer:
+            yield from self._read_into(buffer, expected)
+        self._complete = True
+
+    def _read_into(self, buffer: memoryview, expected: int | None) -> Iterator[memoryview]:
+        size = len(buffer)
         received, resumes = 0, 0
         deadline = time.monotonic() + self.store.ref.access.timeout.total_seconds()
         while expected is None or received < expected:
@@ -217,7 +225,6 @@ class _HttpReader:
                 self._fail(f"timed out after {self.store.ref.access.timeout} (whole request)")
             received += count
             yield buffer[:count]
-        self._complete = True
 
     def release(self) -> None:
         if self._complete:

@@ -18,12 +18,15 @@ class Record:
 
     The relocated lock row says where the copy is and what the target reported after writing it;
     the source facts let a rerun tell "already copied from this exact lock row" without a GET.
+    A copy in a folder is `durable` only once the run that wrote it has flushed it to disk: a
+    record that is not (its run was killed) is trusted only after the copy is hashed again.
     """
 
     row: LockRow
     source_size: int | None
     source_etag: str | None
     source_last_modified: str | None
+    durable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

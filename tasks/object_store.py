@@ -78,6 +78,9 @@ class ObjectStore:
     def sweep(self, path: str) -> int:  # noqa: ARG002 - multipart leftovers: see s3_uploads
         return 0
 
+    def flush(self) -> None:
+        """An object is durable once its PUT (or multipart completion) is answered."""
+
 
 class _ObjectReader:
     def __init__(self, result: Any, chunk_size: int, where: str) -> None:

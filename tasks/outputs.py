@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.atomic import write_text_atomic
 from tasks.items import (
@@ -102,7 +103,13 @@ def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, An
     return paths.validation(name)
 
 
-@task(name="enrich-items", retries=2, retry_delay_seconds=[1, 5], tags=["stacflow", "enrich"])
+@task(
+    cache_policy=NO_CACHE,
+    name="enrich-items",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    tags=["stacflow", "enrich"],
+)
 def enrich_task(
     paths: OutputPaths,
     items_path: Path,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
@@ -33,8 +34,8 @@ from tasks.errors import AssetError, ErrorClass, StacflowError
 from tasks.moves import Leg, Move, Record
 from tasks.report import Outcome, Result, Step
 from tasks.s3_uploads import abort_stale_uploads
-from tasks.state import append_records, read_records
-from tasks.stores import Facts, StoreRef, Writer, open_store
+from tasks.state import Journal, read_records
+from tasks.stores import Facts, Store, StoreRef, Writer, open_store
 from tasks.validate import mismatches
 
 log = logging.getLogger("stacflow")
@@ -51,6 +52,9 @@ class CopyPolicy:
     max_backoff: float = 60.0
     on_drift: str = "refuse"
     fail_fast: bool = False
+    sweep: bool = True
+    """Look for debris a killed run left (temp files, open multipart uploads) before writing;
+    the flow turns it off when its run lock says the previous run ended normally."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +78,10 @@ def relocate_batch(
     journals = journals or {}
     if resume:
         moves = _with_journaled(moves, journals)
-    abort_leftover_uploads(moves)
+    if policy.sweep:
+        abort_leftover_uploads(moves)
     stop = threading.Event()
-    journal_lock = threading.Lock()
+    open_journals = {target: Journal(path) for target, path in journals.items()}
 
     def run(move: Move) -> list[Moved]:
         if stop.is_set():
@@ -86,24 +91,21 @@ def relocate_batch(
             ]
         with _slots(policy.workers):
             results = relocate_one(move, policy)
-        with journal_lock:
-            for leg, moved in zip(move.legs, results, strict=True):
-                if (
-                    moved.record is not None
-                    and moved.record != leg.previous
-                    and leg.target in journals
-                ):
-                    append_records(journals[leg.target], [moved.record], sync=False)
+        for leg, moved in zip(move.legs, results, strict=True):
+            if moved.record not in {None, leg.previous} and leg.target in open_journals:
+                open_journals[leg.target].append(moved.record)
         if policy.fail_fast and any(m.outcome.failed for m in results):
             stop.set()
         if on_done is not None:
             on_done([m.outcome for m in results])
         return results
 
-    with ThreadPoolExecutor(max_workers=max(1, min(policy.workers, len(moves)))) as pool:
-        results = [moved for per_move in pool.map(run, moves) for moved in per_move]
-    for journal in journals.values():
-        append_records(journal, [], sync=True)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(policy.workers, len(moves)))) as pool:
+            results = [moved for per_move in pool.map(run, moves) for moved in per_move]
+    finally:
+        for journal in open_journals.values():
+            journal.close()
     return results
 
 
@@ -131,7 +133,11 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     started = time.monotonic()
     done: dict[str, Moved] = {}
     pending: list[Leg] = []
+    provable = is_sha256_multihash(move.expected_checksum)
     for leg in move.legs:
+        if leg.previous is None and not provable:
+            pending.append(leg)  # nothing could prove a copy there: no need to look
+            continue
         try:
             existing = verified_copy(move, leg)
         except AssetError:
@@ -239,8 +245,9 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
     """The target's copy, if it provably holds the locked bytes; None when it must be copied.
 
     Proof without reading the source: the journal's record of a verified copy from this same lock
-    row, with the target's facts unchanged since; or, where a checksum is known, the target's own
-    bytes hashed to it.
+    row, with the target's facts unchanged since (and, if its run was killed before flushing it
+    to disk, its bytes hashed again); or, where a checksum is known, the target's own bytes hashed
+    to it.
     """
     target = open_store(leg.store)
     try:
@@ -256,24 +263,40 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
         and (previous.row.size_bytes, previous.row.etag, previous.row.last_modified)
         == (facts.size, facts.etag, facts.last_modified)
         and _same_source(previous, move)
+        and (previous.durable or _hashes_to(target, leg.path, previous.row.file_checksum))
     ):
         return previous
     expected = move.expected_checksum
-    if is_sha256_multihash(expected) and facts.size == move.expected_size:
-        digest = hashlib.sha256()
-        with target.open(leg.path) as reader:
-            for chunk in reader.chunks():
-                digest.update(chunk)
-        if sha256_multihash(digest.digest()) == expected:
-            row = replace(
-                leg.row,
-                size_bytes=facts.size,
-                etag=facts.etag,
-                last_modified=facts.last_modified,
-                file_checksum=expected,
-            )
-            return Record(row, move.source.size_bytes, move.source.etag, move.source.last_modified)
+    if (
+        is_sha256_multihash(expected)
+        and facts.size == move.expected_size
+        and _hashes_to(target, leg.path, expected)
+    ):
+        row = replace(
+            leg.row,
+            size_bytes=facts.size,
+            etag=facts.etag,
+            last_modified=facts.last_modified,
+            file_checksum=expected,
+        )
+        return Record(
+            row,
+            move.source.size_bytes,
+            move.source.etag,
+            move.source.last_modified,
+            durable=leg.store.kind != "file",
+        )
     return None
+
+
+def _hashes_to(store: Store, path: str, checksum: str | None) -> bool:
+    if not is_sha256_multihash(checksum):
+        return False
+    digest = hashlib.sha256()
+    with store.open(path) as reader:
+        for chunk in reader.chunks():
+            digest.update(chunk)
+    return sha256_multihash(digest.digest()) == checksum
 
 
 def copy_once(
@@ -289,7 +312,7 @@ def copy_once(
         drift = "; ".join(mismatches(move.source, reader.facts, move.source_store.compare)) or None
         if drift and policy.on_drift == "refuse":
             raise AssetError(ErrorClass.DRIFT, f"source changed since it was locked: {drift}")
-        writers = [_LegWriter(leg, failures) for leg in legs]
+        writers = [_LegWriter(leg, failures, sweep=policy.sweep) for leg in legs]
         try:
             digest = hashlib.sha256()
             received = 0
@@ -309,7 +332,11 @@ def copy_once(
         row = writer.commit(received, checksum)
         if row is not None:
             records[writer.leg.target] = Record(
-                row, source_facts.size, source_facts.etag, source_facts.last_modified
+                row,
+                source_facts.size,
+                source_facts.etag,
+                source_facts.last_modified,
+                durable=writer.leg.store.kind != "file",  # until the run flushes the folder
             )
     return records, drift
 
@@ -334,14 +361,15 @@ def _verified_checksum(
 class _LegWriter:
     """One target's atomic writer inside a tee: its failure is recorded, not raised."""
 
-    def __init__(self, leg: Leg, failures: dict[str, AssetError]) -> None:
+    def __init__(self, leg: Leg, failures: dict[str, AssetError], *, sweep: bool) -> None:
         self.leg = leg
         self.failures = failures
         self.store = open_store(leg.store)
         self.context: AbstractContextManager[Writer] | None = None
         self.handle: Writer | None = None
         try:
-            self.store.sweep(leg.path)
+            if sweep:
+                self.store.sweep(leg.path)
             self.context = self.store.writer(leg.path)
             self.handle = self.context.__enter__()
         except AssetError as error:
@@ -475,7 +503,28 @@ def _outcome(
     )
 
 
-@task(name="relocate-batch", retries=1, retry_delay_seconds=[5], tags=["stacflow", "relocate"])
+def flush_targets(stores: Sequence[StoreRef]) -> float:
+    """Make the run's copies durable, once per target (a syncfs per folder); returns seconds."""
+    started = time.monotonic()
+    for store in stores:
+        open_store(store).flush()
+    return time.monotonic() - started
+
+
+@task(cache_policy=NO_CACHE, name="flush-targets", retries=1, tags=["stacflow", "relocate"])
+def flush_targets_task(stores: Sequence[StoreRef]) -> float:
+    seconds = flush_targets(stores)
+    get_run_logger().info("copies flushed to disk in %.2f s", seconds)
+    return seconds
+
+
+@task(
+    cache_policy=NO_CACHE,
+    name="relocate-batch",
+    retries=1,
+    retry_delay_seconds=[5],
+    tags=["stacflow", "relocate"],
+)
 def relocate_batch_task(
     moves: Sequence[Move], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
 ) -> list[Moved]:

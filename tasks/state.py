@@ -1,45 +1,82 @@
 """What each target already holds, kept between runs so a rerun copies only what is missing.
 
-Each finished batch appends its records to a journal (one JSON line per asset, one `write` per
-batch, fsynced), so a run killed at any moment leaves every verified copy on record; a torn last
-line from a kill is ignored. The journal is compacted, atomically, at the end of every run.
+Each verified copy is appended to its target's journal as it lands (one JSON line, one `write`),
+so a run killed at any moment leaves every verified copy on record; a torn last line is ignored.
+The journal is fsynced per batch and compacted, atomically, at the end of every run. A run lock
+beside it refuses a second concurrent run of the same spec and tells a run whether the one before
+it was killed (then, and only then, staging debris is swept).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from tasks.atomic import write_text_atomic
+from tasks.errors import UsageError
 from tasks.locks import LockRow, read_lock
 from tasks.moves import Record
 
 STATE_DIR = ".stacflow"
+RUNNING = b"running"
 
 
 def journal_path(outputs: Path, target: str) -> Path:
     return outputs / STATE_DIR / f"{target}.records.jsonl"
 
 
-def append_records(path: Path, records: Iterable[Record], *, sync: bool = True) -> None:
-    """One `write` per call, so lines from concurrent writers never interleave.
+class Journal:
+    """One target's journal, open for a batch: one `write` per record, so concurrent writers'
+    lines never interleave; a process kill loses nothing written (the page cache survives it)."""
 
-    A process kill loses nothing written (the page cache survives it); `sync` also survives a
-    power loss, and is asked for once per batch rather than once per asset.
-    """
-    data = "".join(_line(record) for record in records).encode()
-    if not data and not (sync and path.is_file()):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, record: Record) -> None:
+        os.write(self.descriptor, _line(record).encode())
+
+    def close(self) -> None:
+        """Durable across a power loss too: asked for once per batch, not once per asset."""
+        try:
+            os.fsync(self.descriptor)
+        finally:
+            os.close(self.descriptor)
+
+
+def append_records(path: Path, records: Iterable[Record]) -> None:
+    journal = Journal(path)
     try:
-        if data:
-            os.write(descriptor, data)
-        if sync:
-            os.fsync(descriptor)
+        for record in records:
+            journal.append(record)
+    finally:
+        journal.close()
+
+
+@contextmanager
+def run_lock(outputs: Path) -> Iterator[bool]:
+    """Held for a whole run; yields True when the previous run was killed before it ended."""
+    path = outputs / STATE_DIR / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another stacflow run is writing to {outputs}: wait for it to end, or stop it"
+            ) from None
+        killed = os.pread(descriptor, len(RUNNING), 0) == RUNNING
+        os.pwrite(descriptor, RUNNING, 0)
+        try:
+            yield killed
+        finally:
+            os.ftruncate(descriptor, 0)
     finally:
         os.close(descriptor)
 
@@ -69,6 +106,8 @@ def _line(record: Record) -> str:
         "etag": record.source_etag,
         "last_modified": record.source_last_modified,
     }
+    if not record.durable:
+        data["durable"] = False
     return json.dumps(data, separators=(",", ":")) + "\n"
 
 
@@ -77,6 +116,9 @@ def _parse(line: bytes) -> Record | None:
     try:
         data = json.loads(line.decode())
         source = data.pop("source")
-        return Record(LockRow(**data), source["size"], source["etag"], source["last_modified"])
+        durable = data.pop("durable", True)
+        return Record(
+            LockRow(**data), source["size"], source["etag"], source["last_modified"], durable
+        )
     except (ValueError, KeyError, TypeError):
         return None

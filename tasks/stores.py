@@ -57,6 +57,10 @@ class Store(Protocol):
         """Remove staging leftovers of earlier, killed writes to `path`; returns how many."""
         ...
 
+    def flush(self) -> None:
+        """Make every object this process wrote durable (a no-op where a write already is)."""
+        ...
+
     def describe(self, path: str) -> str:
         """A human-readable, secret-free name of an object, for messages."""
         ...

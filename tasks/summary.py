@@ -18,6 +18,7 @@ class Summary:
     outcomes: tuple[Outcome, ...]
     elapsed_s: float
     byte_phase_s: float = 0.0
+    flush_s: float = 0.0
     outputs: tuple[str, ...] = field(default=())
     checksum_locks: frozenset[str] = frozenset()
     dry_run: bool = False
@@ -61,7 +62,7 @@ class Summary:
         if self.copied_bytes:
             lines.append(
                 f"  bytes moved: {format_size(self.copied_bytes)} in {self.byte_phase_s:.2f} s "
-                f"({format_size(self.throughput)}/s)"
+                f"({format_size(self.throughput)}/s), flushed to disk in {self.flush_s:.2f} s"
             )
         for store, row in self.counts(Step.VALIDATE).items():
             how = " (with checksums)" if store in self.checksum_locks else ""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import AssetError
 from tasks.moves import Move
@@ -41,6 +42,6 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
         return [row for rows in pool.map(one, moves) for row in rows]
 
 
-@task(name="survey-targets", retries=1, tags=["stacflow", "plan"])
+@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
 def survey_task(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
     return survey(moves, workers)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -148,7 +149,13 @@ def _error_class(errors: list[str]) -> str:
     return ErrorClass.PERMANENT
 
 
-@task(name="validate-batch", retries=1, retry_delay_seconds=[5], tags=["stacflow", "validate"])
+@task(
+    cache_policy=NO_CACHE,
+    name="validate-batch",
+    retries=1,
+    retry_delay_seconds=[5],
+    tags=["stacflow", "validate"],
+)
 def validate_batch_task(
     checks: Sequence[Check], lock_name: str, *, checksums: bool, workers: int = 8
 ) -> list[Validated]:

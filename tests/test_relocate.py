@@ -532,3 +532,53 @@ def test_records_are_built_only_from_verified_copies(served, tmp_path):
     served.fail("up/0/small.png", 404)
     results = relocate_batch(moves, FAST)
     assert [type(m.record) for m in results] == [Record, type(None), Record]
+
+
+# --- durability: a copy is trusted without rereading only once its run flushed it -------------
+
+
+def test_a_copy_a_killed_run_did_not_flush_is_hashed_again_before_it_is_trusted(served, tmp_path):
+    root = tmp_path / "local"
+    key, data = "up/0/small.png", ASSETS["up/0/small.png"]
+    journal = tmp_path / "journal.jsonl"
+    move = _move(served, root, key, data)
+    [first] = relocate_batch([move], FAST, {"local": journal})
+    assert first.record.durable is False  # written, not yet flushed: as a killed run leaves it
+    assert read_records(journal)[("item", key)].durable is False
+
+    # The bytes changed in place, size, inode and mtime kept: only a hash can tell.
+    target = root / move.legs[0].path
+    before = target.stat()
+    target.write_bytes(bytes(b ^ 0xFF for b in data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    gets = served.count("GET")
+    unflushed = replace(move, legs=(replace(move.legs[0], previous=first.record),))
+    [again] = relocate_batch([unflushed], FAST, {"local": journal})
+    assert again.outcome.outcome == Result.COPIED
+    assert served.count("GET") == gets + 1
+    assert target.read_bytes() == data
+
+    flushed = replace(
+        move, legs=(replace(move.legs[0], previous=replace(again.record, durable=True)),)
+    )
+    [skipped] = relocate_batch([flushed], FAST, {"local": journal})
+    assert skipped.outcome.outcome == Result.SKIPPED_VERIFIED
+    assert served.count("GET") == gets + 1
+
+
+def test_a_second_run_of_the_same_outputs_is_refused_and_a_killed_one_is_noticed(tmp_path):
+    from tasks.errors import UsageError  # noqa: PLC0415
+    from tasks.state import run_lock  # noqa: PLC0415
+
+    with run_lock(tmp_path) as killed:
+        assert killed is False
+        with (
+            pytest.raises(UsageError, match="another stacflow run is writing to"),
+            run_lock(tmp_path),
+        ):
+            pass
+    with run_lock(tmp_path) as killed:
+        assert killed is False  # the first one ended normally
+    (tmp_path / ".stacflow" / "run.lock").write_bytes(b"running")  # as a SIGKILL leaves it
+    with run_lock(tmp_path) as killed:
+        assert killed is True
