@@ -15,7 +15,6 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.compile import Plan, compile_plan, derive_checks, target_checks
@@ -27,6 +26,7 @@ from tasks.errors import RunFailed
 from tasks.items import Alternate, read_item_dicts
 from tasks.locks import LockRow
 from tasks.moves import Check
+from tasks.opaque import Opaque
 from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
 from tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from tasks.report import Outcome, Step, write_report
@@ -83,7 +83,7 @@ def relocate_package(
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, sweep=killed)
         if dry_run:
-            planned = survey_task(quote(plan.moves), plan.policy.workers)
+            planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
         moved, byte_phase_s = relocate_assets(plan, inputs)
         flush_s = flush_targets_task([t.store for t in plan.targets])
@@ -120,7 +120,7 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     derived = [
         result
         for future in [
-            derive_batch_task.submit(quote(batch), spec.relocate_source)
+            derive_batch_task.submit(Opaque(batch), spec.relocate_source)
             for batch in _chunks(checks, spec.relocate.batch.assets)
         ]
         for result in future.result()
@@ -165,7 +165,7 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
         futures = [
-            relocate_batch_task.submit(quote(batch), plan.policy, journals)
+            relocate_batch_task.submit(Opaque(batch), plan.policy, journals)
             for batch in plan.batches()
         ]
         for future in as_completed(futures):
@@ -226,7 +226,9 @@ def record_relocations(
         for t in plan.targets
         if inputs.spec.targets[t.name].promote
     ]
-    return locks, enrich_task(paths, inputs.items_path, quote(locks), quote(alternates), promotions)
+    return locks, enrich_task(
+        paths, inputs.items_path, Opaque(locks), Opaque(alternates), promotions
+    )
 
 
 def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, list[Validated]]:
@@ -240,7 +242,7 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         if t.name in plan.validate_targets
     ]
     futures = [
-        (name, validate_batch_task.submit(quote(batch), name, checksums=checksums))
+        (name, validate_batch_task.submit(Opaque(batch), name, checksums=checksums))
         for name, checks, checksums in jobs
         for batch in _chunks(checks, plan.batch_assets)
     ]

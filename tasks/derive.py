@@ -20,6 +20,7 @@ from tasks.errors import AssetError, InputError
 from tasks.locations import parse_href
 from tasks.locks import LockRow
 from tasks.moves import Check
+from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
 from tasks.stores import open_store
 
@@ -87,8 +88,10 @@ def _outcome(check: Check, name: str, started: float, error: AssetError | None =
     retry_delay_seconds=[2, 10],
     tags=["stacflow", "derive"],
 )
-def derive_batch_task(checks: Sequence[Check], name: str, workers: int = 8) -> list[Derived]:
-    results = derive_facts(checks, name, workers)
+def derive_batch_task(
+    checks: Opaque[Sequence[Check]], name: str, workers: int = 8
+) -> list[Derived]:
+    results = derive_facts(checks.value, name, workers)
     failed = sum(1 for r in results if r.row is None)
     get_run_logger().info("%s: %d assets derived, %d failed", name, len(results) - failed, failed)
     return results

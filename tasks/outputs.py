@@ -30,6 +30,7 @@ from tasks.items import (
     write_items_table,
 )
 from tasks.locks import LockRow, write_lock
+from tasks.opaque import Opaque
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,12 @@ def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, An
 def enrich_task(
     paths: OutputPaths,
     items_path: Path,
-    locks: dict[str, list[LockRow]],
-    alternates: Sequence[Alternate],
+    locks: Opaque[dict[str, list[LockRow]]],
+    alternates: Opaque[Sequence[Alternate]],
     promotions: Sequence[Promotion],
 ) -> list[Path]:
-    written = write_enriched(paths, items_path, locks, alternates, promotions)
+    written = write_enriched(paths, items_path, locks.value, alternates.value, promotions)
     get_run_logger().info(
-        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates)
+        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
     )
     return written

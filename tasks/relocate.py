@@ -32,6 +32,7 @@ from tasks.artifacts import report_progress
 from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass, StacflowError
 from tasks.moves import Leg, Move, Record
+from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
 from tasks.s3_uploads import abort_stale_uploads
 from tasks.state import Journal, read_records
@@ -526,11 +527,11 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     tags=["stacflow", "relocate"],
 )
 def relocate_batch_task(
-    moves: Sequence[Move], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
+    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
 ) -> list[Moved]:
     """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
     results = relocate_batch(
-        moves,
+        moves.value,
         policy,
         journals,
         resume=(task_run.run_count or 1) > 1,
@@ -541,7 +542,7 @@ def relocate_batch_task(
         counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
     get_run_logger().info(
         "batch of %d assets: %s; %d bytes copied",
-        len(moves),
+        len(moves.value),
         ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
         sum(m.outcome.bytes for m in results),
     )

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import AssetError
 from tasks.moves import Move
+from tasks.opaque import Opaque
 from tasks.relocate import verified_copy
 from tasks.report import Outcome, Result, Step
 
@@ -43,5 +44,5 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
 
 
 @task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
-def survey_task(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
-    return survey(moves, workers)
+def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
+    return survey(moves.value, workers)

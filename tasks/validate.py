@@ -29,6 +29,7 @@ from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass, redact
 from tasks.locks import LockRow
 from tasks.moves import Check
+from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
 from tasks.stores import FACT_NAMES, Facts, open_store
 
@@ -157,9 +158,9 @@ def _error_class(errors: list[str]) -> str:
     tags=["stacflow", "validate"],
 )
 def validate_batch_task(
-    checks: Sequence[Check], lock_name: str, *, checksums: bool, workers: int = 8
+    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
 ) -> list[Validated]:
-    results = validate_checks(checks, lock_name, checksums=checksums, workers=workers)
+    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
     invalid = sum(1 for r in results if r.outcome.failed)
     get_run_logger().info(
         "%s: %d rows validated%s, %d invalid",
