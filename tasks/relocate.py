@@ -90,8 +90,7 @@ def relocate_batch(
                 Moved(_outcome(move, leg, Result.FAILED, message=NOT_ATTEMPTED), None)
                 for leg in move.legs
             ]
-        with _slots(policy.workers):
-            results = relocate_one(move, policy)
+        results = relocate_one(move, policy)
         for leg, moved in zip(move.legs, results, strict=True):
             if moved.record not in {None, leg.previous} and leg.target in open_journals:
                 open_journals[leg.target].append(moved.record)
@@ -102,8 +101,8 @@ def relocate_batch(
         return results
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(policy.workers, len(moves)))) as pool:
-            results = [moved for per_move in pool.map(run, moves) for moved in per_move]
+        futures = [_copiers(policy.workers).submit(run, move) for move in moves]
+        results = [moved for future in futures for moved in future.result()]
     finally:
         for journal in open_journals.values():
             journal.close()
@@ -469,14 +468,20 @@ def _backoff(policy: CopyPolicy) -> Any:
     return wait
 
 
-_SLOTS: dict[int, threading.BoundedSemaphore] = {}
-_SLOTS_LOCK = threading.Lock()
+_COPIERS: dict[int, ThreadPoolExecutor] = {}
+_COPIERS_LOCK = threading.Lock()
 
 
-def _slots(workers: int) -> threading.BoundedSemaphore:
-    """One process-wide budget of assets in flight, shared by every batch running at once."""
-    with _SLOTS_LOCK:
-        return _SLOTS.setdefault(workers, threading.BoundedSemaphore(workers))
+def _copiers(workers: int) -> ThreadPoolExecutor:
+    """One process-wide pool of copier threads, shared by every batch running at once.
+
+    It bounds the assets in flight (and so the buffers) whatever the number of batches, and its
+    threads outlive a batch, so each keeps its keep-alive connections for the next.
+    """
+    with _COPIERS_LOCK:
+        if workers not in _COPIERS:
+            _COPIERS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="stacflow-copy")
+        return _COPIERS[workers]
 
 
 def _outcome(

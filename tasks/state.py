@@ -14,12 +14,11 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from tasks.atomic import write_text_atomic
 from tasks.errors import UsageError
-from tasks.locks import LockRow, read_lock
+from tasks.locks import LOCK_COLUMNS, LockRow, read_lock
 from tasks.moves import Record
 
 STATE_DIR = ".stacflow"
@@ -100,7 +99,8 @@ def compact_records(path: Path, records: Iterable[Record]) -> None:
 
 
 def _line(record: Record) -> str:
-    data = asdict(record.row)
+    row = record.row
+    data: dict[str, object] = {name: getattr(row, name) for name in LOCK_COLUMNS}
     data["source"] = {
         "size": record.source_size,
         "etag": record.source_etag,
