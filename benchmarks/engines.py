@@ -7,6 +7,7 @@ next. Each kind writes a JSON result; timings are `perf_counter` spans around th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -42,14 +43,17 @@ def _outcomes(outcomes: list[Any]) -> dict[str, Any]:
 
 
 def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
-    """The byte phase exactly as `relocate_assets` runs it, minus Prefect: compile the plan,
-    then `relocate_batch` per batch, `BATCHES_IN_FLIGHT` at once, `plan.policy`, journals on."""
+    """The byte phase exactly as the flow runs it, minus Prefect: compile the plan, then
+    `relocate_batch` per batch, `BATCHES_IN_FLIGHT` at once, `plan.policy` (no sweep: the previous
+    run ended normally), journals on; then, timed apart, the flush and the journal settlement."""
     from flows.compile import compile_plan  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
     from tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
-    from tasks.relocate import relocate_batch  # noqa: PLC0415
-    from tasks.state import journal_path  # noqa: PLC0415
+    from tasks.outputs import OutputPaths  # noqa: PLC0415
+    from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
+    from tasks.state import journal_path, settle_journal  # noqa: PLC0415
+    from tasks.survey import with_listings  # noqa: PLC0415
 
     base = rss_kib()
     spec_path = Path(args["spec"])
@@ -58,17 +62,30 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     inputs = load_inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs))
     plan.refuse_conflicts()
+    plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=False))
     compile_s = time.perf_counter() - started
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
-    batches = plan.batches()
     before = rss_kib()
     started, cpu = time.perf_counter(), time.process_time()
+    plan = dataclasses.replace(plan, moves=tuple(with_listings(plan.moves)))  # as the flow does
+    batches = plan.batches()
     with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
         futures = [pool.submit(relocate_batch, b, plan.policy, journals) for b in batches]
         moved = [m for f in futures for m in f.result()]
     seconds = time.perf_counter() - started
+    flush_s = flush_targets([t.store for t in plan.targets])
+    order = [move.key for move in plan.moves]
+    for target in plan.targets:
+        settled = {
+            (m.outcome.item_id, m.outcome.asset_key): not m.outcome.failed
+            for m in moved
+            if m.outcome.store == target.name
+        }
+        lock = OutputPaths(inputs.outputs).lock(target.name)
+        settle_journal(journals[target.name], lock, settled, order)
     return {
         "seconds": seconds,
+        "flush_s": flush_s,
         "cpu_s": time.process_time() - cpu,
         "compile_s": compile_s,
         "files": len(plan.moves),
@@ -169,9 +186,9 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     from flows.relocate import BATCHES_IN_FLIGHT, _chunks  # noqa: PLC0415
     from tasks.items import Alternate  # noqa: PLC0415
     from tasks.outputs import OutputPaths, write_enriched, write_validation  # noqa: PLC0415
-    from tasks.relocate import relocate_batch  # noqa: PLC0415
+    from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from tasks.report import Step, write_report  # noqa: PLC0415
-    from tasks.state import compact_records, journal_path, read_records  # noqa: PLC0415
+    from tasks.state import journal_path, settle_journal  # noqa: PLC0415
     from tasks.summary import Summary  # noqa: PLC0415
     from tasks.validate import validate_checks  # noqa: PLC0415
 
@@ -189,19 +206,18 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         futures = [pool.submit(relocate_batch, b, plan.policy, journals) for b in plan.batches()]
         moved = [m for f in futures for m in f.result()]
     byte_phase_s = time.perf_counter() - phase
+    flush_targets([t.store for t in plan.targets])
     outcomes = [m.outcome for m in moved]
-    settled = {
-        (o.store, o.item_id, o.asset_key): not o.failed for o in outcomes if o.step == Step.RELOCATE
-    }
-    order = {move.key: index for index, move in enumerate(plan.moves)}
+    order = [move.key for move in plan.moves]
     locks, alternates = {}, []
     for target in plan.targets:
-        journal = journals[target.name]
-        journaled = read_records(journal, fallback_lock=paths.lock(target.name))
-        kept = {k: r for k, r in journaled.items() if settled.get((target.name, *k), True)}
-        records = sorted(kept.items(), key=lambda pair: order.get(pair[0], len(order)))
-        compact_records(journal, [r for _, r in records])
-        locks[target.name] = [r.row for _, r in records]
+        settled = {
+            (o.item_id, o.asset_key): not o.failed
+            for o in outcomes
+            if o.step == Step.RELOCATE and o.store == target.name
+        }
+        records = settle_journal(journals[target.name], paths.lock(target.name), settled, order)
+        locks[target.name] = [r.row for r in records]
         alternates += [
             Alternate(
                 row.item_id,

@@ -333,6 +333,9 @@ class Bench:
                 f"origin {req.get('GET', 0)} GET + {req.get('HEAD', 0)} HEAD · "
                 + self.cpu_text(ms, "origin", *(["moto"] if kind == "s3" else []))
             )
+            flushes = [m.result["flush_s"] for m in ms if m.ok and "flush_s" in m.result]
+            if flushes:
+                text += f" · then flushed to disk in {med(flushes):.2f} s (not in the byte phase)"
             label = {
                 "stacflow": f"stacflow byte phase ({workers} workers, 2 batches in flight)",
                 "obstore": f"plain obstore ({workers} threads, 8 MiB chunks)",

@@ -30,9 +30,9 @@ from tasks.opaque import Opaque
 from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
 from tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from tasks.report import Outcome, Step, write_report
-from tasks.state import compact_records, journal_path, read_records, run_lock
+from tasks.state import journal_path, run_lock, settle_journal
 from tasks.summary import Summary
-from tasks.survey import survey_task
+from tasks.survey import list_targets_task, survey_task
 from tasks.validate import Validated, validate_batch_task
 
 BATCHES_IN_FLIGHT = 2
@@ -162,6 +162,8 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
     started = time.monotonic()
+    if any(t.store.kind == "s3" for t in plan.targets):
+        plan = dataclasses.replace(plan, moves=tuple(list_targets_task(Opaque(plan.moves)).value))
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
         futures = [
@@ -186,26 +188,19 @@ def record_relocations(
     another shard's failure) keep their earlier records. The journal is compacted to match.
     """
     paths = OutputPaths(inputs.outputs)
-    settled = {
-        (o.store, o.item_id, o.asset_key): not o.failed for o in outcomes if o.step == Step.RELOCATE
-    }
-    order = {move.key: index for index, move in enumerate(plan.moves)}
+    order = [move.key for move in plan.moves]
     locks: dict[str, list[LockRow]] = {}
     alternates: list[Alternate] = []
     for target in plan.targets:
-        journal = journal_path(inputs.outputs, target.name)
-        journaled = read_records(journal, fallback_lock=paths.lock(target.name))
-        kept = {
-            # Settled this run and flushed since: durable. Others keep what they were.
-            key: dataclasses.replace(record, durable=True)
-            if (target.name, *key) in settled
-            else record
-            for key, record in journaled.items()
-            if settled.get((target.name, *key), True)
+        settled = {
+            (o.item_id, o.asset_key): not o.failed
+            for o in outcomes
+            if o.step == Step.RELOCATE and o.store == target.name
         }
-        records = sorted(kept.items(), key=lambda pair: order.get(pair[0], len(order)))
-        compact_records(journal, [record for _, record in records])
-        locks[target.name] = [record.row for _, record in records]
+        records = settle_journal(
+            journal_path(inputs.outputs, target.name), paths.lock(target.name), settled, order
+        )
+        locks[target.name] = [record.row for record in records]
         alternates += [
             Alternate(
                 row.item_id,

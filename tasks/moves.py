@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.locks import LockRow
-from tasks.stores import StoreRef
+from tasks.stores import Facts, StoreRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,10 @@ class Leg:
     path: str
     row: LockRow
     previous: Record | None = None
+    listed: Facts | None = None
+    """The target's facts from a listing made before the batch (None: not listed there)."""
+    was_listed: bool = False
+    """Whether a listing was made: then `listed` replaces a HEAD, and None means missing."""
 
 
 @dataclass(frozen=True, slots=True)

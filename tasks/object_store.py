@@ -53,6 +53,16 @@ class ObjectStore:
             raise _classify(exc, self.describe(path)) from None
         return _facts(meta)
 
+    def listing(self) -> Iterator[tuple[str, Facts]]:
+        """Every object under the store's root with its facts: one request per 1,000 objects,
+        where a rerun would otherwise HEAD each of its keys."""
+        try:
+            for page in obstore.list(self.store, chunk_size=1000):
+                for meta in page:
+                    yield meta["path"], _facts(meta)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc, self.describe("")) from None
+
     @contextmanager
     def open(self, path: str) -> Iterator[_ObjectReader]:
         try:

@@ -250,12 +250,17 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
     to it.
     """
     target = open_store(leg.store)
-    try:
-        facts = target.head(leg.path)
-    except AssetError as error:
-        if error.error_class == ErrorClass.PERMANENT and error.status in {None, 404}:
+    if leg.was_listed:
+        facts = leg.listed
+        if facts is None:
             return None
-        raise
+    else:
+        try:
+            facts = target.head(leg.path)
+        except AssetError as error:
+            if error.error_class == ErrorClass.PERMANENT and error.status in {None, 404}:
+                return None
+            raise
     previous = leg.previous
     if (
         previous is not None

@@ -9,10 +9,11 @@ it was killed (then, and only then, staging debris is swept).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,6 +93,28 @@ def read_records(path: Path, fallback_lock: Path | None = None) -> dict[tuple[st
             if record is not None:
                 records[(record.row.item_id, record.row.asset_key)] = record
     return records
+
+
+def settle_journal(
+    path: Path,
+    relocated_lock: Path,
+    settled: Mapping[tuple[str, str], bool],
+    order: Sequence[tuple[str, str]],
+) -> list[Record]:
+    """Compact a target's journal once a run has flushed its copies; the records, in plan order.
+
+    `settled` holds this run's outcomes (True: verified copy): a failed asset is never kept as
+    relocated, this run's copies become durable, and assets outside the run keep their record.
+    """
+    rank = {key: index for index, key in enumerate(order)}
+    kept = [
+        dataclasses.replace(record, durable=True) if key in settled else record
+        for key, record in read_records(path, fallback_lock=relocated_lock).items()
+        if settled.get(key, True)
+    ]
+    kept.sort(key=lambda r: rank.get((r.row.item_id, r.row.asset_key), len(rank)))
+    compact_records(path, kept)
+    return kept
 
 
 def compact_records(path: Path, records: Iterable[Record]) -> None:

@@ -582,3 +582,33 @@ def test_a_second_run_of_the_same_outputs_is_refused_and_a_killed_one_is_noticed
     (tmp_path / ".stacflow" / "run.lock").write_bytes(b"running")  # as a SIGKILL leaves it
     with run_lock(tmp_path) as killed:
         assert killed is True
+
+
+def test_a_rerun_into_s3_lists_the_target_once_instead_of_a_head_per_key(
+    served, tmp_path, moto_endpoint, s3_bucket
+):
+    from tasks.survey import with_listings  # noqa: PLC0415
+
+    rows = _lock(served)
+    target = {"bucket": _s3(moto_endpoint, s3_bucket, prefix="mirror/x")}
+    first = relocate_batch(_plan(tmp_path, served, rows, target).moves, FAST)
+    records = {(m.outcome.item_id, m.outcome.asset_key): m.record for m in first}
+    moves = _plan(tmp_path, served, rows, target, previous={"bucket": records}).moves
+
+    listed = with_listings(moves)
+    assert all(leg.was_listed and leg.listed is not None for m in listed for leg in m.legs)
+    assert [leg.listed.etag for m in listed for leg in m.legs] == [
+        records[m.key].row.etag for m in listed
+    ]
+    gets = served.count("GET")
+    results = relocate_batch(listed, FAST)
+    assert {m.outcome.outcome for m in results} == {Result.SKIPPED_VERIFIED}
+    assert served.count("GET") == gets
+
+    gone = next(iter(records.values())).row.key
+    obstore.delete(s3.s3_store(moto_endpoint, s3_bucket), gone)
+    relisted = with_listings(moves)
+    missing = [leg for m in relisted for leg in m.legs if leg.listed is None]
+    assert [leg.row.key for leg in missing] == [gone]
+    results = relocate_batch(relisted, FAST)
+    assert sorted(m.outcome.outcome for m in results).count(Result.COPIED) == 1
