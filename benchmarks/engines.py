@@ -183,7 +183,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     validation in batches (2 in flight), validation lines and report."""
     from flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from flows.relocate import BATCHES_IN_FLIGHT, _chunks  # noqa: PLC0415
+    from flows.relocate import BATCHES_IN_FLIGHT, VALIDATION_BATCH_FACTOR, _chunks  # noqa: PLC0415
     from tasks.items import Alternate  # noqa: PLC0415
     from tasks.outputs import OutputPaths, write_enriched, write_validation  # noqa: PLC0415
     from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
@@ -243,7 +243,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         futures = [
             (name, pool.submit(validate_checks, batch, name, checksums=checksums))
             for name, checks, checksums in jobs
-            for batch in _chunks(checks, plan.batch_assets)
+            for batch in _chunks(checks, plan.batch_assets * VALIDATION_BATCH_FACTOR)
         ]
         for name, future in futures:
             validated[name].extend(future.result())
@@ -267,8 +267,8 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         "byte_phase_s": byte_phase_s,
         "files": len(plan.moves),
         "task_units": len(plan.batches())
-        + sum(len(_chunks(c, plan.batch_assets)) for _, c, _ in jobs)
-        + 1,
+        + sum(len(_chunks(c, plan.batch_assets * VALIDATION_BATCH_FACTOR)) for _, c, _ in jobs)
+        + 2,  # enrich, flush
         "base_rss_kib": base,
         "hwm_kib": hwm_kib(),
         "ok": summary.ok,

@@ -566,7 +566,7 @@ class Bench:
                 "task runs of one flow run",
                 f"{last.get('task_runs', 0)} read back from the server ({names}; recorder "
                 f"waited {last.get('recorder_wait_s', 0):.1f} s) · {counted} counted from the "
-                f"plan (relocate batches + validation batches + enrich)",
+                f"plan (relocate batches + validation batches + enrich + flush)",
                 target="bounded: one per batch, = the plan's count",
                 met=met(last.get("task_runs") == counted),
                 runs="1",

@@ -36,6 +36,8 @@ from tasks.survey import list_targets_task, survey_task
 from tasks.validate import Validated, validate_batch_task
 
 BATCHES_IN_FLIGHT = 2
+# A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
+VALIDATION_BATCH_FACTOR = 4
 
 
 class RunOverrides(BaseModel):
@@ -239,7 +241,7 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
     futures = [
         (name, validate_batch_task.submit(Opaque(batch), name, checksums=checksums))
         for name, checks, checksums in jobs
-        for batch in _chunks(checks, plan.batch_assets)
+        for batch in _chunks(checks, plan.batch_assets * VALIDATION_BATCH_FACTOR)
     ]
     validated: dict[str, list[Validated]] = {name: [] for name, _, _ in jobs}
     for name, future in futures:
