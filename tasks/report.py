@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
 
@@ -72,8 +72,8 @@ REPORT_SCHEMA = pa.schema(
 
 
 def write_report(path: Path, outcomes: Iterable[Outcome]) -> None:
-    rows = [asdict(o) for o in outcomes]
-    columns = {f.name: [row[f.name] for row in rows] for f in fields(Outcome)}
+    rows = list(outcomes)  # columns straight from attributes: asdict deep-copies every row
+    columns = {f.name: [getattr(row, f.name) for row in rows] for f in fields(Outcome)}
     table = pa.table(columns, schema=REPORT_SCHEMA)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
