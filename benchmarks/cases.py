@@ -18,26 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.servers.s3 import AWS_LEAKS
+
 REPO = Path(__file__).resolve().parents[1]
 S3_KEY_ID = "testing"
 S3_SECRET = "testing"  # moto accepts any key
 RCLONE_UPLOAD_CUTOFF = 200 * 1024 * 1024  # rclone's --s3-upload-cutoff default
 
-_AWS_LEAKS = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    # rclone 1.60's AWS SDK refuses a custom CA bundle with its own transport.
-    "AWS_CA_BUNDLE",
-)
+# rclone 1.60's AWS SDK also refuses a custom CA bundle with its own transport.
+_AWS_LEAKS = (*AWS_LEAKS, "AWS_CA_BUNDLE")
 
 
 def bench_env(prefect_home: Path) -> dict[str, str]:

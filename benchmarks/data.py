@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.servers import origin_etag
+from tests.packages import item_dict
 
 ORIGIN = "https://assets.example.test"
 LAST_MODIFIED = "2024-01-02T03:04:05+00:00"
@@ -102,7 +103,7 @@ def make_dataset(name: str, count: int, size: int, origin_root: Path, packages: 
         item_id = f"{name}-{index // ASSETS_PER_ITEM:05d}"
         asset_key = f"a{index % ASSETS_PER_ITEM}"
         href = f"{ORIGIN}/{key}"
-        items.setdefault(item_id, _item(item_id))["assets"][asset_key] = {
+        items.setdefault(item_id, item_dict(item_id, "bench"))["assets"][asset_key] = {
             "href": href,
             "roles": ["data"],
             "type": "image/tiff; application=geotiff",
@@ -122,21 +123,6 @@ def make_dataset(name: str, count: int, size: int, origin_root: Path, packages: 
     write_lock(dataset.package / "assets.lock.parquet", lock)
     dataset.files_from.write_text("".join(f"{k}\n" for k in keys))
     return dataset
-
-
-def _item(item_id: str) -> dict:
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": [],
-        "id": item_id,
-        "collection": "bench",
-        "geometry": {"type": "Point", "coordinates": [16.37, 48.21]},
-        "bbox": [16.37, 48.21, 16.37, 48.21],
-        "properties": {"datetime": "2024-01-02T03:04:05Z"},
-        "links": [],
-        "assets": {},
-    }
 
 
 def write_spec(

@@ -184,8 +184,12 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     from flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from flows.relocate import BATCHES_IN_FLIGHT, VALIDATION_BATCH_FACTOR, _chunks  # noqa: PLC0415
-    from tasks.items import Alternate  # noqa: PLC0415
-    from tasks.outputs import OutputPaths, write_enriched, write_validation  # noqa: PLC0415
+    from tasks.outputs import (  # noqa: PLC0415
+        OutputPaths,
+        alternates_of,
+        write_enriched,
+        write_validation,
+    )
     from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from tasks.report import Step, write_report  # noqa: PLC0415
     from tasks.state import journal_path, settle_journal  # noqa: PLC0415
@@ -218,19 +222,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         }
         records = settle_journal(journals[target.name], paths.lock(target.name), settled, order)
         locks[target.name] = [r.row for r in records]
-        alternates += [
-            Alternate(
-                row.item_id,
-                row.asset_key,
-                target.alternate_key,
-                row.href,
-                target.alternate_name,
-                row.size_bytes,
-                row.file_checksum,
-                row.store_endpoint_url,
-            )
-            for row in locks[target.name]
-        ]
+        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
     files = write_enriched(paths, inputs.items_path, locks, alternates, [])
     jobs = [(c.name, list(c.checks), c.checksums) for c in plan.source_checks]
     jobs += [

@@ -27,7 +27,14 @@ from tasks.items import Alternate, read_item_dicts
 from tasks.locks import LockRow
 from tasks.moves import Check
 from tasks.opaque import Opaque
-from tasks.outputs import OutputPaths, Promotion, enrich_task, write_package, write_validation
+from tasks.outputs import (
+    OutputPaths,
+    Promotion,
+    alternates_of,
+    enrich_task,
+    write_package,
+    write_validation,
+)
 from tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from tasks.report import Outcome, Step, write_report
 from tasks.state import journal_path, run_lock, settle_journal
@@ -88,20 +95,8 @@ def relocate_package(
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
         moved, byte_phase_s = relocate_assets(plan, inputs)
-        flush_s = flush_targets_task([t.store for t in plan.targets])
         outcomes = [*derived, *(m.outcome for m in moved)]
-        locks, files = record_relocations(plan, inputs, outcomes)
-        validated = validate_locks(plan, locks)
-        return finish_run(
-            plan,
-            inputs,
-            outcomes,
-            started,
-            validated=validated,
-            byte_phase_s=byte_phase_s,
-            flush_s=flush_s,
-            files=files,
-        )
+        return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -181,6 +176,33 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
     return moved, time.monotonic() - started
 
 
+def settle_run(
+    plan: Plan,
+    inputs: Inputs,
+    outcomes: list[Outcome],
+    started: float,
+    byte_phase_s: float,
+    *,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """After the bytes: flush, record, enrich, validate, report; `problem` fails the run anyway."""
+    flush_s = flush_targets_task([t.store for t in plan.targets])
+    locks, files = record_relocations(plan, inputs, outcomes)
+    validated = validate_locks(plan, locks)
+    if problem:
+        raise RunFailed(problem)
+    return finish_run(
+        plan,
+        inputs,
+        outcomes,
+        started,
+        validated=validated,
+        byte_phase_s=byte_phase_s,
+        flush_s=flush_s,
+        files=files,
+    )
+
+
 def record_relocations(
     plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
 ) -> tuple[dict[str, list[LockRow]], list[Path]]:
@@ -203,19 +225,7 @@ def record_relocations(
             journal_path(inputs.outputs, target.name), paths.lock(target.name), settled, order
         )
         locks[target.name] = [record.row for record in records]
-        alternates += [
-            Alternate(
-                row.item_id,
-                row.asset_key,
-                target.alternate_key,
-                row.href,
-                target.alternate_name,
-                row.size_bytes,
-                row.file_checksum,
-                row.store_endpoint_url,
-            )
-            for row in locks[target.name]
-        ]
+        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
     if not plan.targets or inputs.items_path is None:
         return locks, []
     promotions = [

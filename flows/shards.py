@@ -29,16 +29,12 @@ from flows.relocate import (
     BATCHES_IN_FLIGHT,
     RunOverrides,
     apply_overrides,
-    finish_run,
     gather_inputs,
     outputs_of,
     prepare_plan,
-    record_relocations,
     relocate_assets,
-    validate_locks,
+    settle_run,
 )
-from tasks.errors import RunFailed
-from tasks.relocate import flush_targets_task
 from tasks.report import Outcome, read_report, write_report
 from tasks.state import STATE_DIR, run_lock
 
@@ -170,18 +166,7 @@ def relocate_in_shards(
                 missing.append(f"shard {index} ({states[index]})")
         shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
         byte_phase_s = time.monotonic() - started
-        flush_s = flush_targets_task([t.store for t in plan.targets])
-        locks, files = record_relocations(plan, inputs, outcomes)
-        validated = validate_locks(plan, locks)
-        if missing:
-            raise RunFailed(f"{', '.join(missing)} left no report; their assets were not merged")
-        return finish_run(
-            plan,
-            inputs,
-            outcomes,
-            started,
-            validated=validated,
-            byte_phase_s=byte_phase_s,
-            flush_s=flush_s,
-            files=files,
+        problem = f"{', '.join(missing)} left no report; their assets were not merged"
+        return settle_run(
+            plan, inputs, outcomes, started, byte_phase_s, problem=problem if missing else None
         )

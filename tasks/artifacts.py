@@ -5,6 +5,7 @@ Keys derive from the spec name, so the UI keeps each artifact's history across r
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
@@ -105,6 +106,9 @@ class Progress:
         self.artifact: UUID = create_progress_artifact(
             progress=0.0, key=artifact_key(slug, "progress"), description="Assets relocated"
         )
+        # Copier threads report too, outside the flow run's context: they update the artifact
+        # in a copy of it, or Prefect would send them to whatever API the process defaults to.
+        self.context = contextvars.copy_context()
 
     def __enter__(self) -> Self:
         _ACTIVE.append(self)
@@ -112,7 +116,8 @@ class Progress:
 
     def __exit__(self, *_: object) -> None:
         _ACTIVE.remove(self)
-        self._show(final=True)
+        with self.lock:
+            self._show(final=True)
 
     def advance(self, outcomes: Sequence[Outcome]) -> None:
         with self.lock:
@@ -128,7 +133,7 @@ class Progress:
         if final or now - self.last_artifact >= self.artifact_every_s:
             self.last_artifact = now
             percent = 100.0 * len(self.done) / self.assets if self.assets else 100.0
-            update_progress_artifact(artifact_id=self.artifact, progress=percent)
+            self.context.run(update_progress_artifact, artifact_id=self.artifact, progress=percent)
         if final or now - self.last_line >= self.every_s:
             self.last_line = now
             rate = self.done_bytes / max(now - self.started, 1e-9)

@@ -74,6 +74,23 @@ def write_package(
     return paths.package
 
 
+def alternates_of(rows: Iterable[LockRow], key: str, name: str | None) -> list[Alternate]:
+    """Each relocated row as the alternate its Item's asset gains (and its file facts)."""
+    return [
+        Alternate(
+            row.item_id,
+            row.asset_key,
+            key,
+            row.href,
+            name,
+            row.size_bytes,
+            row.file_checksum,
+            row.store_endpoint_url,
+        )
+        for row in rows
+    ]
+
+
 def write_enriched(
     paths: OutputPaths,
     items_path: Path,

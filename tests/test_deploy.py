@@ -24,6 +24,7 @@ import pytest
 from tasks.items import items_from_table, read_items_table
 from tasks.locks import read_lock
 from tasks.report import read_report
+from tests.packages import flip_byte_keeping_mtime
 from tests.servers.prefect_harness import _stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,11 +170,11 @@ def test_the_nightly_validation_fails_on_a_same_size_rewrite_and_names_the_asset
 
     assert demo_run.state.is_completed()
     tampered = stack.clone / "specs" / "demo" / "out" / "local-assets" / "flight-02" / "visual.tif"
-    _flip_byte_keeping_mtime(tampered, offset=100)
+    flip_byte_keeping_mtime(tampered, offset=100)
     try:
         run = run_deployment(VALIDATE, timeout=RUN_TIMEOUT_S, poll_interval=0.5)
     finally:
-        _flip_byte_keeping_mtime(tampered, offset=100)
+        flip_byte_keeping_mtime(tampered, offset=100)
 
     assert run.state.is_failed(), run.state
     artifacts = _artifacts(run.id)
@@ -427,17 +428,6 @@ def _artifacts(flow_run_id):
 def _table(artifact) -> list[dict]:
     assert artifact.type == "table"
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-
-
-def _flip_byte_keeping_mtime(path: Path, offset: int) -> None:
-    """A same-size rewrite with the old mtime: invisible to every check but a checksum."""
-    before = path.stat()
-    with path.open("r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def _demo_with_items(root: Path, count: int) -> None:

@@ -7,7 +7,6 @@ environment, which these tests point at the loopback origin, moto and a tmp fold
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from tasks.errors import RunFailed
 from tasks.items import items_from_table, read_items_table
 from tasks.locks import LOCK_COLUMNS, read_lock
+from tests.packages import flip_byte_keeping_mtime
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL_SPEC = REPO / "specs" / "openaerialmap-austria.yaml"
@@ -93,7 +93,7 @@ def test_rerun_copies_nothing_and_a_same_size_rewrite_is_caught(tutorial, oam_or
     assert oam_origin.count("GET") == gets_before
 
     tampered = next((tutorial / "local-assets").rglob("visual.tif"))
-    _rewrite_in_place_keeping_mtime(tampered, offset=100)
+    flip_byte_keeping_mtime(tampered, offset=100)
 
     # Size, ETag (inode, mtime, size) and Last-Modified are unchanged: metadata cannot see it.
     metadata_only = validate_package(spec_path=str(TUTORIAL_SPEC), locks=["local"], checksums=False)
@@ -134,16 +134,6 @@ def test_artifacts_of_a_run_can_be_read_back(tutorial):
     assert {row["lock"] for row in table} == {"https", "s3", "local"}
     assert all(row["valid"] for row in table)
     assert by_key["openaerialmap-austria-progress"].type == "progress"
-
-
-def _rewrite_in_place_keeping_mtime(path: Path, offset: int) -> None:
-    before = path.stat()
-    with path.open("r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def _package_lock(data: Path) -> Path:

@@ -26,7 +26,7 @@ KEY_ID = "testing"
 SECRET = "testing"  # moto accepts any key; this is the conventional dummy
 
 # Variables that would point obstore or boto3 at a real account, profile or endpoint.
-_AWS_LEAKS = (
+AWS_LEAKS = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SESSION_TOKEN",
@@ -49,7 +49,7 @@ def isolate_aws_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> 
     obstore reads `AWS_*` variables when it builds a store, so this must run before any store
     is built (conftest does it at import).
     """
-    for name in _AWS_LEAKS:
+    for name in AWS_LEAKS:
         environ.pop(name, None)
     environ.update(
         {
