@@ -44,17 +44,30 @@ class Validated:
 
 
 def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES) -> list[str]:
-    """stacpkg's comparison: exact, and only where both the lock and the store have a value."""
+    """stacpkg's comparison: exact, and only where both the lock and the store have a value.
+
+    One leniency: an ETag with and without its surrounding quotes is the same tag (obstore 0.9,
+    which stacpkg 0.1.4 runs on, reports a local file's unquoted; 0.12 quotes it).
+    """
     pairs = (
-        ("size", row.size_bytes, facts.size),
-        ("etag", row.etag, facts.etag),
-        ("last_modified", row.last_modified, facts.last_modified),
+        ("size", row.size_bytes, facts.size, row.size_bytes == facts.size),
+        ("etag", row.etag, facts.etag, _unquoted(row.etag) == _unquoted(facts.etag)),
+        (
+            "last_modified",
+            row.last_modified,
+            facts.last_modified,
+            row.last_modified == facts.last_modified,
+        ),
     )
     return [
         f"{name} mismatch: expected {locked}, actual {actual}"
-        for name, locked, actual in pairs
-        if name in compare and locked is not None and actual is not None and locked != actual
+        for name, locked, actual, same in pairs
+        if name in compare and locked is not None and actual is not None and not same
     ]
+
+
+def _unquoted(etag: str | None) -> str | None:
+    return etag[1:-1] if etag and len(etag) > 1 and etag[0] == etag[-1] == '"' else etag
 
 
 def missing_fields(row: LockRow) -> list[str]:

@@ -349,3 +349,23 @@ def test_derive_of_a_missing_object_is_a_failed_outcome(oam_origin, oam_data):
         )
         assert "not found (HTTP 404)" in result.outcome.message
         assert "SECRET" not in result.outcome.message
+
+
+def test_a_file_etag_is_stacpkgs_unquoted_inode_mtime_size(tmp_path):
+    from tasks.file_store import stat_facts  # noqa: PLC0415
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 1000)
+    stat = path.stat()
+    assert stat_facts(stat).etag == f"{stat.st_ino:x}-{stat.st_mtime_ns // 1000:x}-3e8"
+
+
+def test_an_etag_with_or_without_its_quotes_is_the_same_tag():
+    from tasks.validate import mismatches  # noqa: PLC0415
+
+    row = LockRow("i", "a", "file", None, None, "/x", 3, '"20e901-660c56e223c34-1"')
+    assert mismatches(row, Facts(3, "20e901-660c56e223c34-1", None)) == []
+    assert mismatches(row, Facts(3, '"20e901-660c56e223c34-2"', None)) == [
+        'etag mismatch: expected "20e901-660c56e223c34-1", actual "20e901-660c56e223c34-2"'
+    ]
+    assert mismatches(row, Facts(3, 'W/"20e901-660c56e223c34-1"', None)) != []
