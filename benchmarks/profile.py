@@ -17,7 +17,6 @@ import functools
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,52 +113,32 @@ class Clock:
 def instrument(clock: Clock) -> None:
     """Wrap every step of `relocate_one` (module globals and class attributes, at run time)."""
     import hashlib  # noqa: PLC0415
-    import os  # noqa: PLC0415
     import types  # noqa: PLC0415
 
-    from tasks import atomic, file_store, http_store, object_store, relocate  # noqa: PLC0415
+    from tasks import file_store, http_store, object_store, relocate, state, tee  # noqa: PLC0415
 
     relocate.relocate_one = clock.timed("relocate_one (one asset, whole)", relocate.relocate_one)
     relocate.verified_copy = clock.timed("  skip check (verified_copy)", relocate.verified_copy)
     relocate.copy_once = clock.timed("  copy_once", relocate.copy_once)
-    relocate.append_records = clock.timed("  journal append", relocate.append_records)
-    original_slots = relocate._slots  # noqa: SLF001
-
-    class Slot:
-        def __init__(self, semaphore: Any) -> None:
-            self.semaphore = semaphore
-
-        def __enter__(self) -> None:
-            clock.timed("wait for a slot (_slots, outside relocate_one)", self.semaphore.acquire)()
-
-        def __exit__(self, *exc: object) -> None:
-            self.semaphore.release()
-
-    relocate._slots = lambda workers: Slot(original_slots(workers))  # noqa: SLF001
+    clock.patch(state.Journal, "append", "  journal append")
     clock.patch_context(
         http_store.HttpStore, "open", "    source GET (request + headers)", "    source release"
     )
     clock.patch_generator(
         http_store._HttpReader,  # noqa: SLF001
         "chunks",
-        "    source read: first chunk (8 MiB buffer alloc + recv)",
+        "    source read: first chunk (buffer + recv)",
         "    source read: other chunks (recv)",
     )
-    clock.patch(relocate._LegWriter, "__init__", "    writer setup (sweep + open)")  # noqa: SLF001
-    clock.patch(relocate._LegWriter, "write", "    target write")  # noqa: SLF001
-    clock.patch(relocate._LegWriter, "commit", "    commit (close + HEAD)")  # noqa: SLF001
+    clock.patch(tee._LegWriter, "__init__", "    writer setup (open)")  # noqa: SLF001
+    clock.patch(tee._LegWriter, "write", "    target write")  # noqa: SLF001
+    clock.patch(tee._LegWriter, "commit", "    commit (close + HEAD)")  # noqa: SLF001
     for store in (file_store.FileStore, object_store.ObjectStore):
         kind = "file" if store is file_store.FileStore else "s3"
         clock.patch(store, "head", f"      {kind} HEAD (skip check and after commit)")
-        clock.patch(store, "sweep", f"      {kind} sweep")
         clock.patch_context(
             store, "writer", f"      {kind} writer open", f"      {kind} writer close"
         )
-    if hasattr(atomic, "fsync_dir"):
-        atomic.fsync_dir = clock.timed("        directory fsync", atomic.fsync_dir)
-        if hasattr(file_store, "fsync_dir"):
-            file_store.fsync_dir = atomic.fsync_dir
-    os.fsync = clock.timed("        fsync (files and directories)", os.fsync)
 
     class Digest:
         def __init__(self) -> None:
@@ -171,53 +150,12 @@ def instrument(clock: Clock) -> None:
         def digest(self) -> bytes:
             return self.digest_.digest()
 
-    relocate.hashlib = types.SimpleNamespace(sha256=Digest)
-
-
-WHAT_IF = {
-    "no fsync": "os.fsync is a no-op (files, directories and journals)",
-    "buffer sized to the object": "_HttpReader.chunks allocates min(chunk_size, size), not 8 MiB",
-    "no sweep": "FileStore.sweep returns 0 without globbing the folder",
-    "no skip check": "verified_copy returns None without a target HEAD (the target is empty)",
-}
-
-
-def what_if(names: list[str]) -> None:
-    """Counterfactuals, patched at run time: how much faster without each cost?"""
-    import os  # noqa: PLC0415
-    import types  # noqa: PLC0415
-
-    from tasks import file_store, http_store, relocate  # noqa: PLC0415
-
-    if "no skip check" in names:
-        relocate.verified_copy = lambda _move, _leg: None
-    if "no fsync" in names:
-        os.fsync = lambda _fd: None
-    if "no sweep" in names:
-        file_store.FileStore.sweep = lambda _self, _path: 0
-    if "buffer sized to the object" in names:
-        original = http_store._HttpReader.chunks  # noqa: SLF001
-
-        def chunks(self: Any) -> Any:
-            ref, size = self.store.ref, self.facts.size
-            if size is not None and size < ref.chunk_size:
-                sized = types.SimpleNamespace(chunk_size=max(size, 1), access=ref.access)
-                self.store = types.SimpleNamespace(
-                    ref=sized,
-                    describe=self.store.describe,
-                    _request=self.store._request,  # noqa: SLF001
-                )
-            return original(self)
-
-        http_store._HttpReader.chunks = chunks  # noqa: SLF001
+    tee.hashlib = types.SimpleNamespace(sha256=Digest)
 
 
 def child(args: dict[str, Any]) -> dict[str, Any]:
     clock = Clock()
-    if args.get("what_if") is not None:
-        what_if(args["what_if"])
-    else:
-        instrument(clock)
+    instrument(clock)
     from benchmarks.engines import stacflow_byte_phase  # noqa: PLC0415
 
     cpu = time.process_time()
@@ -301,9 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the quick suite's sizes")
     parser.add_argument("--py-spy", action="store_true", help="also sample the GIL holder")
-    parser.add_argument(
-        "--what-if", type=int, default=0, metavar="N", help="N runs of each counterfactual"
-    )
     parser.add_argument("--only", action="append", help="a size class (s256k, m4m, l256m)")
     parser.add_argument("--target", choices=["local", "s3"], action="append")
     args = parser.parse_args(argv)
@@ -319,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in args.target or ["local", "s3"]:
                 for dataset in data:
                     case = Case(dataset, kind, (origin, moto), env, tmp / f"{dataset.name}-{kind}")
-                    print(case.run(py_spy=args.py_spy, what_if_runs=args.what_if), flush=True)
+                    print(case.run(py_spy=args.py_spy), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
@@ -366,61 +301,28 @@ class Case:
         }
         return cases.engine("obstore", args, self.env, self.work, self.work / "log.txt")
 
-    def stacflow(self, what: list[str] | None) -> dict[str, Any]:
+    def stacflow(self) -> dict[str, Any]:
         self.fresh()
         report = self.work / "steps.json"
-        args = {"spec": str(self.spec), "what_if": what}
+        args = {"spec": str(self.spec)}
         command = [sys.executable, "-m", "benchmarks.profile", "child", json.dumps(args)]
         cases.measure([*command, str(report)], self.env, self.work, self.work / "log.txt")
         return json.loads(report.read_text())
 
-    def run(self, *, py_spy: bool, what_if_runs: int) -> str:
+    def run(self, *, py_spy: bool) -> str:
         plain = self.obstore()
         pids = {"origin": self.origin.pid, "moto": self.moto.pid}
         before = {name: proc_cpu(pid) for name, pid in pids.items()}
-        steps = self.stacflow(None)
+        steps = self.stacflow()
         servers_cpu = {f"{n} CPU": proc_cpu(p) - before[n] for n, p in pids.items()}
         if self.kind == "local":
             servers_cpu.pop("moto CPU")
         label = f"{self.dataset.label} → {self.kind}"
         text = breakdown(label, steps, plain, servers_cpu)
-        if what_if_runs:
-            text += "\n\n" + self.what_if(what_if_runs)
         if py_spy:
             self.fresh()
             text += "\n\n" + gil_profile(self.spec, self.env, self.work)
         return text + "\n"
-
-    def what_if(self, runs: int) -> str:
-        variants: list[list[str]] = [[]]
-        if self.dataset.size < 8 * MiB:
-            variants.append(["buffer sized to the object"])
-        if self.kind == "local":
-            variants += [["no fsync"], ["no sweep"]]
-        variants.append(["no skip check"])
-        variants.append(sorted({w for v in variants for w in v}))
-        times: dict[str, list[float]] = {", ".join(v) or "as is": [] for v in variants}
-        plain: list[float] = []
-        for _ in range(runs):  # interleaved, so drift hits every variant alike
-            plain.append(self.obstore().seconds)
-            for variant in variants:
-                times[", ".join(variant) or "as is"].append(self.stacflow(variant)["seconds"])
-        base = statistics.median(times["as is"])
-        obstore = statistics.median(plain)
-        lines = [
-            f"What if (median of {runs}, interleaved; plain obstore {obstore:.2f} s):",
-            "",
-            "| stacflow, with | byte phase s | vs as is | vs obstore |",
-            "|---|---|---|---|",
-        ]
-        for name, values in times.items():
-            seconds = statistics.median(values)
-            lines.append(
-                f"| {name} | {seconds:.2f} ({min(values):.2f}-{max(values):.2f}) | "
-                f"{base / seconds:.2f}x | {obstore / seconds:.2f}x |"
-            )
-        lines += ["", *(f"- {k}: {v}" for k, v in WHAT_IF.items())]
-        return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,12 @@ exactly one outcome per target.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,15 +26,16 @@ from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from tasks.artifacts import report_progress
-from tasks.checksum import is_sha256_multihash, sha256_multihash
+from tasks.checksum import is_sha256_multihash
 from tasks.errors import AssetError, ErrorClass, StacflowError
 from tasks.moves import Leg, Move, Record
 from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
 from tasks.s3_uploads import abort_stale_uploads
 from tasks.state import Journal, read_records
-from tasks.stores import Facts, Store, StoreRef, Writer, open_store
-from tasks.validate import mismatches
+from tasks.stores import StoreRef, open_store
+from tasks.tee import copy_once
+from tasks.verified import verified_copy
 
 log = logging.getLogger("stacflow")
 NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"
@@ -239,205 +237,6 @@ class _Retry(AssetError):
             ErrorClass.TRANSIENT, cause.message, status=cause.status, retry_after=cause.retry_after
         )
         self.legs = legs
-
-
-def verified_copy(move: Move, leg: Leg) -> Record | None:
-    """The target's copy, if it provably holds the locked bytes; None when it must be copied.
-
-    Proof without reading the source: the journal's record of a verified copy from this same lock
-    row, with the target's facts unchanged since (and, if its run was killed before flushing it
-    to disk, its bytes hashed again); or, where a checksum is known, the target's own bytes hashed
-    to it.
-    """
-    target = open_store(leg.store)
-    if leg.was_listed:
-        facts = leg.listed
-        if facts is None:
-            return None
-    else:
-        try:
-            facts = target.head(leg.path)
-        except AssetError as error:
-            if error.error_class == ErrorClass.PERMANENT and error.status in {None, 404}:
-                return None
-            raise
-    previous = leg.previous
-    if (
-        previous is not None
-        and previous.row.key == leg.row.key
-        and (previous.row.size_bytes, previous.row.etag, previous.row.last_modified)
-        == (facts.size, facts.etag, facts.last_modified)
-        and _same_source(previous, move)
-        and (previous.durable or _hashes_to(target, leg.path, previous.row.file_checksum))
-    ):
-        return previous
-    expected = move.expected_checksum
-    if (
-        is_sha256_multihash(expected)
-        and facts.size == move.expected_size
-        and _hashes_to(target, leg.path, expected)
-    ):
-        row = replace(
-            leg.row,
-            size_bytes=facts.size,
-            etag=facts.etag,
-            last_modified=facts.last_modified,
-            file_checksum=expected,
-        )
-        return Record(
-            row,
-            move.source.size_bytes,
-            move.source.etag,
-            move.source.last_modified,
-            durable=leg.store.kind != "file",
-        )
-    return None
-
-
-def _hashes_to(store: Store, path: str, checksum: str | None) -> bool:
-    if not is_sha256_multihash(checksum):
-        return False
-    digest = hashlib.sha256()
-    with store.open(path) as reader:
-        for chunk in reader.chunks():
-            digest.update(chunk)
-    return sha256_multihash(digest.digest()) == checksum
-
-
-def copy_once(
-    move: Move, legs: Sequence[Leg], policy: CopyPolicy, failures: dict[str, AssetError]
-) -> tuple[dict[str, Record], str | None]:
-    """One read of the source, teed into every leg's writer; records for the legs that verified.
-
-    A failure of the source (or of the bytes against the lock) raises for all legs; a failure of
-    one target's writer lands in `failures` and the other targets carry on.
-    """
-    source = open_store(move.source_store)
-    with source.open(move.source_path) as reader:
-        drift = "; ".join(mismatches(move.source, reader.facts, move.source_store.compare)) or None
-        if drift and policy.on_drift == "refuse":
-            raise AssetError(ErrorClass.DRIFT, f"source changed since it was locked: {drift}")
-        writers = [_LegWriter(leg, failures, sweep=policy.sweep) for leg in legs]
-        try:
-            digest = hashlib.sha256()
-            received = 0
-            for chunk in reader.chunks():
-                digest.update(chunk)
-                for writer in writers:
-                    writer.write(chunk)
-                received += len(chunk)
-            checksum = _verified_checksum(move, reader.facts, drift, received, digest)
-        except BaseException as error:
-            for writer in writers:
-                writer.abort(error)
-            raise
-        source_facts = reader.facts
-    records = {}
-    for writer in writers:
-        row = writer.commit(received, checksum)
-        if row is not None:
-            records[writer.leg.target] = Record(
-                row,
-                source_facts.size,
-                source_facts.etag,
-                source_facts.last_modified,
-                durable=writer.leg.store.kind != "file",  # until the run flushes the folder
-            )
-    return records, drift
-
-
-def _verified_checksum(
-    move: Move, facts: Facts, drift: str | None, received: int, digest: Any
-) -> str:
-    """The copy's checksum, once its size and bytes agree with the lock (or the drifted source)."""
-    expected = facts.size if drift else move.expected_size
-    if expected is not None and received != expected:
-        kind = ErrorClass.TRANSIENT if facts.size is None else ErrorClass.INTEGRITY
-        raise AssetError(kind, f"size mismatch: expected {expected}, received {received}")
-    checksum = sha256_multihash(digest.digest())
-    wanted = move.expected_checksum
-    if not drift and is_sha256_multihash(wanted) and checksum != wanted:
-        raise AssetError(
-            ErrorClass.DRIFT, f"checksum mismatch: expected {wanted}, actual {checksum}"
-        )
-    return checksum
-
-
-class _LegWriter:
-    """One target's atomic writer inside a tee: its failure is recorded, not raised."""
-
-    def __init__(self, leg: Leg, failures: dict[str, AssetError], *, sweep: bool) -> None:
-        self.leg = leg
-        self.failures = failures
-        self.store = open_store(leg.store)
-        self.context: AbstractContextManager[Writer] | None = None
-        self.handle: Writer | None = None
-        try:
-            if sweep:
-                self.store.sweep(leg.path)
-            self.context = self.store.writer(leg.path)
-            self.handle = self.context.__enter__()
-        except AssetError as error:
-            self._failed(error)
-
-    def write(self, chunk: Any) -> None:
-        if self.handle is None:
-            return
-        try:
-            self.handle.write(chunk)
-        except AssetError as error:
-            self.abort(error)
-            self._failed(error)
-        except Exception as error:  # noqa: BLE001 - a writer's own error (e.g. obstore) ends the leg
-            self.abort(error)
-            self._failed(AssetError(ErrorClass.TRANSIENT, f"write failed: {error}"))
-
-    def abort(self, error: BaseException) -> None:
-        if self.context is not None and self.handle is not None:
-            self.handle = None
-            with contextlib.suppress(BaseException):  # the abort's own error adds nothing
-                self.context.__exit__(type(error), error, error.__traceback__)
-
-    def commit(self, received: int, checksum: str) -> Any:
-        if self.handle is None or self.context is None:
-            return None
-        self.handle = None
-        try:
-            self.context.__exit__(None, None, None)
-            facts = self.store.head(self.leg.path)
-        except AssetError as error:
-            self._failed(error)
-            return None
-        if facts.size != received:
-            self._failed(
-                AssetError(
-                    ErrorClass.INTEGRITY,
-                    f"size mismatch after writing: expected {received}, actual {facts.size}",
-                )
-            )
-            return None
-        return replace(
-            self.leg.row,
-            size_bytes=facts.size,
-            etag=facts.etag,
-            last_modified=facts.last_modified,
-            file_checksum=checksum,
-        )
-
-    def _failed(self, error: AssetError) -> None:
-        self.handle = None
-        self.failures[self.leg.target] = error
-
-
-def _same_source(previous: Record, move: Move) -> bool:
-    locked = move.source
-    if previous.source_size is None:
-        return previous.row.size_bytes == locked.size_bytes
-    return (
-        previous.source_size == locked.size_bytes
-        and locked.etag in {None, previous.source_etag}
-        and locked.last_modified in {None, previous.source_last_modified}
-    )
 
 
 def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list[Move]:

@@ -12,9 +12,9 @@ from prefect.cache_policies import NO_CACHE
 from tasks.errors import AssetError
 from tasks.moves import Move
 from tasks.opaque import Opaque
-from tasks.relocate import verified_copy
 from tasks.report import Outcome, Result, Step
 from tasks.stores import Facts, StoreRef, open_store
+from tasks.verified import verified_copy
 
 PLANNED = "to-copy"
 

@@ -1,0 +1,90 @@
+"""The proof that a target already holds an asset's bytes, without reading the source.
+
+What lets a rerun copy only what is missing or wrong: either the journal's record of a verified
+copy from this same lock row, with the target's facts unchanged since, or the target's own bytes
+hashed to a known checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+from tasks.checksum import is_sha256_multihash, sha256_multihash
+from tasks.errors import AssetError, ErrorClass
+from tasks.moves import Leg, Move, Record
+from tasks.stores import Store, open_store
+
+
+def verified_copy(move: Move, leg: Leg) -> Record | None:
+    """The target's copy, if it provably holds the locked bytes; None when it must be copied.
+
+    Proof without reading the source: the journal's record of a verified copy from this same lock
+    row, with the target's facts unchanged since (and, if its run was killed before flushing it
+    to disk, its bytes hashed again); or, where a checksum is known, the target's own bytes hashed
+    to it.
+    """
+    target = open_store(leg.store)
+    if leg.was_listed:
+        facts = leg.listed
+        if facts is None:
+            return None
+    else:
+        try:
+            facts = target.head(leg.path)
+        except AssetError as error:
+            if error.error_class == ErrorClass.PERMANENT and error.status in {None, 404}:
+                return None
+            raise
+    previous = leg.previous
+    if (
+        previous is not None
+        and previous.row.key == leg.row.key
+        and (previous.row.size_bytes, previous.row.etag, previous.row.last_modified)
+        == (facts.size, facts.etag, facts.last_modified)
+        and _same_source(previous, move)
+        and (previous.durable or _hashes_to(target, leg.path, previous.row.file_checksum))
+    ):
+        return previous
+    expected = move.expected_checksum
+    if (
+        is_sha256_multihash(expected)
+        and facts.size == move.expected_size
+        and _hashes_to(target, leg.path, expected)
+    ):
+        row = replace(
+            leg.row,
+            size_bytes=facts.size,
+            etag=facts.etag,
+            last_modified=facts.last_modified,
+            file_checksum=expected,
+        )
+        return Record(
+            row,
+            move.source.size_bytes,
+            move.source.etag,
+            move.source.last_modified,
+            durable=leg.store.kind != "file",
+        )
+    return None
+
+
+def _hashes_to(store: Store, path: str, checksum: str | None) -> bool:
+    if not is_sha256_multihash(checksum):
+        return False
+    digest = hashlib.sha256()
+    with store.open(path) as reader:
+        for chunk in reader.chunks():
+            digest.update(chunk)
+    return sha256_multihash(digest.digest()) == checksum
+
+
+def _same_source(previous: Record, move: Move) -> bool:
+    locked = move.source
+    if previous.source_size is None:
+        return previous.row.size_bytes == locked.size_bytes
+    return (
+        previous.source_size == locked.size_bytes
+        and locked.etag in {None, previous.source_etag}
+        and locked.last_modified in {None, previous.source_last_modified}
+    )
