@@ -5,7 +5,6 @@ The run report is the record of what a run did; it is written even when the run 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -80,14 +79,3 @@ def write_report(path: Path, outcomes: Iterable[Outcome]) -> None:
 
 def read_report(path: Path) -> list[Outcome]:
     return [Outcome(**row) for row in pq.read_table(path).to_pylist()]
-
-
-def tally(outcomes: Iterable[Outcome]) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """(store, step, outcome) → (assets, bytes): the numbers every summary is built from."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    sizes: Counter[tuple[str, str, str]] = Counter()
-    for o in outcomes:
-        key = (o.store, o.step, o.outcome)
-        counts[key] += 1
-        sizes[key] += o.bytes
-    return {key: (counts[key], sizes[key]) for key in counts}
