@@ -76,10 +76,11 @@ def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
 class Progress:
     """Bytes and assets done: a Prefect progress artifact, and a live line on a terminal.
 
-    Batches running in this process report each finished asset (`report`); the flow also
+    Batches running in this process report each finished asset (`advance`); the flow also
     reports each finished batch, which is all it hears of batches run elsewhere (Dask, shards).
-    An asset is counted once, whoever reports it. The artifact is updated at most every
-    `artifact_every_s`; off a terminal (CI, a worker's log) a plain line at most every `every_s`.
+    An asset is counted once, whoever reports it. Reporters only count, under a lock; a thread of
+    its own shows the counts (the artifact at most every `artifact_every_s`, off a terminal a
+    plain line at most every `every_s`), so no copier ever waits on the API or on the terminal.
     """
 
     def __init__(
@@ -103,21 +104,25 @@ class Progress:
         self.started = time.monotonic()
         self.last_line = self.last_artifact = float("-inf")
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.shower = threading.Thread(target=self._show_until_stopped, name="stacflow-progress")
         self.artifact: UUID = create_progress_artifact(
             progress=0.0, key=artifact_key(slug, "progress"), description="Assets relocated"
         )
-        # Copier threads report too, outside the flow run's context: they update the artifact
-        # in a copy of it, or Prefect would send them to whatever API the process defaults to.
+        # The artifact is updated from the shower thread, outside the flow run's context: in a
+        # copy of it, or Prefect would send the update to whatever API the process defaults to.
         self.context = contextvars.copy_context()
 
     def __enter__(self) -> Self:
         _ACTIVE.append(self)
+        self.shower.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         _ACTIVE.remove(self)
-        with self.lock:
-            self._show(final=True)
+        self.stopped.set()
+        self.shower.join()
+        self._show(final=True)
 
     def advance(self, outcomes: Sequence[Outcome]) -> None:
         with self.lock:
@@ -126,20 +131,25 @@ class Progress:
                     self.counted.add((o.store, o.item_id, o.asset_key))
                     self.done.add((o.item_id, o.asset_key))
                     self.done_bytes += o.bytes
+
+    def _show_until_stopped(self) -> None:
+        while not self.stopped.wait(min(self.every_s, self.artifact_every_s)):
             self._show(final=False)
 
     def _show(self, *, final: bool) -> None:
+        with self.lock:
+            done, done_bytes = len(self.done), self.done_bytes
         now = time.monotonic()
         if final or now - self.last_artifact >= self.artifact_every_s:
             self.last_artifact = now
-            percent = 100.0 * len(self.done) / self.assets if self.assets else 100.0
+            percent = 100.0 * done / self.assets if self.assets else 100.0
             self.context.run(update_progress_artifact, artifact_id=self.artifact, progress=percent)
         if final or now - self.last_line >= self.every_s:
             self.last_line = now
-            rate = self.done_bytes / max(now - self.started, 1e-9)
+            rate = done_bytes / max(now - self.started, 1e-9)
             line = (
-                f"  {len(self.done):,}/{self.assets:,} assets  "
-                f"{format_size(self.done_bytes)}/{format_size(self.total_bytes)}  "
+                f"  {done:,}/{self.assets:,} assets  "
+                f"{format_size(done_bytes)}/{format_size(self.total_bytes)}  "
                 f"{format_size(rate)}/s"
             )
             end = "\n" if final or not self.live else ""
