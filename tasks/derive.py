@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import AssetError, InputError
+from tasks.fanout import fan_out, shared_threads
 from tasks.locations import parse_href
 from tasks.locks import LockRow
 from tasks.moves import Check
@@ -63,8 +63,7 @@ def derive_facts(checks: Sequence[Check], name: str, workers: int = 8) -> list[D
         )
         return Derived(row, _outcome(check, name, started))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(checks)))) as pool:
-        return list(pool.map(run, checks))
+    return fan_out(shared_threads("stacflow-derive", workers), workers, run, checks)
 
 
 def _outcome(check: Check, name: str, started: float, error: AssetError | None = None) -> Outcome:

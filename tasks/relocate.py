@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from tasks.artifacts import report_progress
 from tasks.checksum import is_sha256_multihash
 from tasks.errors import AssetError, ErrorClass, StacflowError
+from tasks.fanout import fan_out, shared_threads
 from tasks.moves import Leg, Move, Record
 from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
@@ -99,8 +99,10 @@ def relocate_batch(
         return results
 
     try:
-        futures = [_copiers(policy.workers).submit(run, move) for move in moves]
-        results = [moved for future in futures for moved in future.result()]
+        per_move = fan_out(
+            shared_threads("stacflow-copy", policy.workers), policy.workers, run, moves
+        )
+        results = [moved for moved_legs in per_move for moved in moved_legs]
     finally:
         for journal in open_journals.values():
             journal.close()
@@ -270,22 +272,6 @@ def _backoff(policy: CopyPolicy) -> Any:
         return min(initial * 2 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
 
     return wait
-
-
-_COPIERS: dict[int, ThreadPoolExecutor] = {}
-_COPIERS_LOCK = threading.Lock()
-
-
-def _copiers(workers: int) -> ThreadPoolExecutor:
-    """One process-wide pool of copier threads, shared by every batch running at once.
-
-    It bounds the assets in flight (and so the buffers) whatever the number of batches, and its
-    threads outlive a batch, so each keeps its keep-alive connections for the next.
-    """
-    with _COPIERS_LOCK:
-        if workers not in _COPIERS:
-            _COPIERS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="stacflow-copy")
-        return _COPIERS[workers]
 
 
 def _outcome(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import AssetError
+from tasks.fanout import fan_out, shared_threads
 from tasks.moves import Move
 from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
@@ -41,8 +41,8 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
             )
         return rows
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(moves)))) as pool:
-        return [row for rows in pool.map(one, moves) for row in rows]
+    per_move = fan_out(shared_threads("stacflow-survey", workers), workers, one, moves)
+    return [row for rows in per_move for row in rows]
 
 
 @task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from tenacity import (
 
 from tasks.checksum import is_sha256_multihash, sha256_multihash
 from tasks.errors import AssetError, ErrorClass, redact
+from tasks.fanout import fan_out, shared_threads
 from tasks.locks import LockRow
 from tasks.moves import Check
 from tasks.opaque import Opaque
@@ -153,8 +153,7 @@ def validate_checks(
         )
         return Validated(validation_line(check.row, errors), outcome)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(checks)))) as pool:
-        return list(pool.map(run, checks))
+    return fan_out(shared_threads("stacflow-validate", workers), workers, run, checks)
 
 
 def _error_class(errors: list[str]) -> str:
