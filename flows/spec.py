@@ -372,8 +372,9 @@ class Relocate(_Strict):
     )
     chunk_size: Size = Field(
         default=DEFAULT_CHUNK_SIZE,
-        description="Read and part size (a size: 8MiB, or bytes); at least 64KiB. S3 parts "
-        "are at least 5MiB whatever this says.",
+        description="Multipart part size and unit of the memory budget (a size: 8MiB, or "
+        "bytes); at least 64KiB. S3 parts are at least 5MiB whatever this says; reads are at "
+        "most 1MiB.",
     )
     batch: Batch = Field(default_factory=Batch, description="Assets per Prefect task run.")
     retry: Retry = Field(default_factory=Retry, description="Retries on transient failures.")

@@ -4,6 +4,11 @@ Allocating (and so zeroing and faulting in) a fresh chunk-sized buffer per objec
 CPU per object with 8 threads, more than everything else stacflow does for a 256 KiB asset
 (benchmarks/profile.py): small objects get a buffer of their own size, and chunk-sized buffers
 are kept in a pool, at most one per asset in flight.
+
+Reads are at most `MAX_READ` whatever the spec's chunk_size (which still sizes multipart parts):
+a slice that stays in the CPU cache while it is hashed and written cost 1.1 s of CPU per GiB
+received, hashed and written with 4 threads, against 1.8-2.1 s for 8 MiB slices that go through
+memory three times (a loopback measurement, noted in docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 SMALL = 256 * 1024
+MAX_READ = 1024 * 1024
 _POOL: dict[int, list[bytearray]] = {}
 _LOCK = threading.Lock()
 KEEP = 32
@@ -20,7 +26,9 @@ KEEP = 32
 
 @contextmanager
 def read_buffer(chunk_size: int, expected: int | None) -> Iterator[memoryview]:
-    """A buffer for reading an object of `expected` bytes (None: unknown) in `chunk_size` reads."""
+    """A buffer for reading an object of `expected` bytes (None: unknown) in `chunk_size` reads,
+    or `MAX_READ` ones where the chunk is larger."""
+    chunk_size = min(chunk_size, MAX_READ)
     if expected is not None and expected <= min(SMALL, chunk_size):
         yield memoryview(bytearray(max(expected, 1)))
         return

@@ -23,6 +23,7 @@ from obstore.exceptions import (
 from obstore.store import AzureStore, GCSStore, S3Store
 
 from tasks.access import resolve_credentials
+from tasks.buffers import MAX_READ
 from tasks.errors import AssetError, ErrorClass, redact
 from tasks.stores import Chunk, Facts, StoreRef, iso
 
@@ -101,7 +102,7 @@ class _ObjectReader:
 
     def chunks(self) -> Iterator[Any]:
         try:
-            yield from self._result.stream(min_chunk_size=self._chunk_size)
+            yield from self._result.stream(min_chunk_size=min(self._chunk_size, MAX_READ))
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, self._where) from None
 

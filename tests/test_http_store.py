@@ -18,6 +18,7 @@ import pytest
 
 from tasks import http_store
 from tasks.access import Access
+from tasks.buffers import MAX_READ
 from tasks.errors import AssetError, ErrorClass
 from tasks.http_store import HttpStore
 from tasks.stores import StoreRef
@@ -67,6 +68,18 @@ def connects(monkeypatch):
 
 
 # --- facts and bytes -----------------------------------------------------------------------
+
+
+def test_a_large_chunk_size_still_reads_in_cache_sized_slices(origin):
+    """chunk_size sizes multipart parts; reads stay at MAX_READ so a slice is hashed and written
+    while it is still in the CPU cache."""
+    data = os.urandom(3 * MAX_READ + 12345)
+    origin.write(KEY, data)
+    store = HttpStore(StoreRef("http", origin.url, "", Access(allow_http=True), 8 * MAX_READ))
+    with store.open(KEY) as reader:
+        sizes = [len(chunk) for chunk in reader.chunks()]
+        assert max(sizes) == MAX_READ
+    assert sum(sizes) == len(data)
 
 
 def test_head_and_get_report_the_origin_facts(served):
