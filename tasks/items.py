@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from tasks.atomic import atomic_write
 from tasks.errors import InputError
 from tasks.geometry import GeometryError, geojson_to_wkb, wkb_to_geojson
+from tasks.locks import read_parquet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -63,13 +64,7 @@ ITEMS_METADATA = {
 
 
 def read_items_table(path: Path) -> pa.Table:
-    if not path.is_file():
-        problem = "is a directory" if path.is_dir() else "no such file"
-        raise InputError(f"{path}: {problem} (expected a stac-geoparquet items table)")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-        raise InputError(f"{path}: not a readable parquet file ({error})") from None
+    table = read_parquet(path, "a stac-geoparquet items table")
     missing = [name for name in ("id", "assets") if name not in table.column_names]
     if missing:
         raise InputError(

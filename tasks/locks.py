@@ -78,14 +78,18 @@ class LockRow:
 
 def read_lock(path: Path) -> list[LockRow]:
     """Read a lock written by stacpkg or by us; a user's bad file becomes one clear InputError."""
+    return rows_from_table(read_parquet(path, "an asset lock parquet file"), source=str(path))
+
+
+def read_parquet(path: Path, expected: str) -> pa.Table:
+    """A user's table; a missing, misplaced or unreadable file is one InputError naming it."""
     if not path.is_file():
         problem = "is a directory" if path.is_dir() else "no such file"
-        raise InputError(f"{path}: {problem} (expected an asset lock parquet file)")
+        raise InputError(f"{path}: {problem} (expected {expected})")
     try:
-        table = pq.read_table(path)
+        return pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: not a readable parquet file ({error})") from None
-    return rows_from_table(table, source=str(path))
 
 
 def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
