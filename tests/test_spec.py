@@ -115,7 +115,7 @@ def test_defaults_are_what_the_model_documents(tmp_path):
     assert relocate.max_workers == DEFAULT_MAX_WORKERS == 8
     assert relocate.memory_limit == 512 * MiB
     assert relocate.chunk_size == 8 * MiB
-    assert relocate.batch.assets == DEFAULT_BATCH_ASSETS == 500
+    assert relocate.batch.assets == DEFAULT_BATCH_ASSETS == 2000
     assert relocate.batch.bytes == 4 * 2**30
     assert relocate.retry.attempts == 5
     assert relocate.retry.initial_backoff == timedelta(seconds=1)
