@@ -179,8 +179,8 @@ def validate(args: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     """What `relocate_package` does, through the same plain functions, without Prefect:
-    load, compile, relocate (batches, 2 in flight), journals → locks + enriched items,
-    validation in batches (2 in flight), validation lines and report."""
+    load, compile, relocate (batches, 2 in flight), journals → locks, then enriched items
+    beside validation in batches (2 in flight), validation lines and report."""
     from flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from flows.relocate import BATCHES_IN_FLIGHT, VALIDATION_BATCH_FACTOR, _chunks  # noqa: PLC0415
@@ -223,7 +223,6 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         records = settle_journal(journals[target.name], paths.lock(target.name), settled, order)
         locks[target.name] = [r.row for r in records]
         alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
-    files = write_enriched(paths, inputs.items_path, locks, alternates, [])
     jobs = [(c.name, list(c.checks), c.checksums) for c in plan.source_checks]
     jobs += [
         (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
@@ -232,6 +231,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     ]
     validated: dict[str, list[Any]] = {name: [] for name, _, _ in jobs}
     with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
+        enriching = pool.submit(write_enriched, paths, inputs.items_path, locks, alternates, [])
         futures = [
             (name, pool.submit(validate_checks, batch, name, checksums=checksums))
             for name, checks, checksums in jobs
@@ -239,6 +239,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         ]
         for name, future in futures:
             validated[name].extend(future.result())
+        files = enriching.result()
     all_outcomes = list(outcomes)
     for name, results in validated.items():
         write_validation(paths, name, [r.line for r in results])

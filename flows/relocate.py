@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -185,10 +185,12 @@ def settle_run(
     *,
     problem: str | None = None,
 ) -> dict[str, Any]:
-    """After the bytes: flush, record, enrich, validate, report; `problem` fails the run anyway."""
+    """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets])
-    locks, files = record_relocations(plan, inputs, outcomes)
+    locks, alternates = record_relocations(plan, inputs, outcomes)
+    enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
+    files = enriching.result() if enriching is not None else []
     if problem:
         raise RunFailed(problem)
     return finish_run(
@@ -205,8 +207,8 @@ def settle_run(
 
 def record_relocations(
     plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
-) -> tuple[dict[str, list[LockRow]], list[Path]]:
-    """Relocated locks and enriched items, from the journals of verified copies.
+) -> tuple[dict[str, list[LockRow]], list[Alternate]]:
+    """Relocated locks, from the journals of verified copies, and the alternates they make.
 
     A failed asset is never recorded as relocated; assets outside this run (another selection,
     another shard's failure) keep their earlier records. The journal is compacted to match.
@@ -226,15 +228,27 @@ def record_relocations(
         )
         locks[target.name] = [record.row for record in records]
         alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
+    return locks, alternates
+
+
+def enrich_items(
+    plan: Plan, inputs: Inputs, locks: dict[str, list[LockRow]], alternates: list[Alternate]
+) -> PrefectFuture[list[Path]] | None:
+    """The items with their new alternates, written while the locks validate (neither needs
+    the other); None when there are no items or no targets."""
     if not plan.targets or inputs.items_path is None:
-        return locks, []
+        return None
     promotions = [
         Promotion(t.name, t.alternate_key)
         for t in plan.targets
         if inputs.spec.targets[t.name].promote
     ]
-    return locks, enrich_task(
-        paths, inputs.items_path, Opaque(locks), Opaque(alternates), promotions
+    return enrich_task.submit(
+        OutputPaths(inputs.outputs),
+        inputs.items_path,
+        Opaque(locks),
+        Opaque(alternates),
+        promotions,
     )
 
 
