@@ -15,7 +15,7 @@ import ctypes.util
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,22 +99,17 @@ class FileStore:
             if not committed:
                 temp.unlink(missing_ok=True)
 
-    def sweep(self, path: str) -> int:
-        final = self._full(path)
-        staged = f"{_staging_stem(final.name)}{TEMP_MARKER}"
-        numbered = f"{final.name}#"
-        try:
-            names = [
-                entry.name
-                for entry in os.scandir(final.parent)
-                if entry.name.startswith(staged)
-                or (entry.name.startswith(numbered) and entry.name[len(numbered) :].isdigit())
-            ]
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            (final.parent / name).unlink(missing_ok=True)
-        return len(names)
+    def sweep(self, paths: Iterable[str]) -> int:
+        """Remove what killed writes to `paths` left: one listing per folder, not one per path
+        (a flat folder of 10,000 files took 4.9 ms a path, 48 s for the lot)."""
+        wanted: dict[Path, set[str]] = {}
+        for path in paths:
+            try:
+                final = self._full(path)
+            except AssetError:
+                continue  # an unsafe path: its write reports it
+            wanted.setdefault(final.parent, set()).add(final.name)
+        return sum(_sweep_folder(folder, names) for folder, names in wanted.items())
 
     def flush(self) -> None:
         """Make every copy written under the root durable: one syncfs for the whole folder."""
@@ -155,6 +150,28 @@ class _FileWriter:
         view = memoryview(chunk)
         while view:
             view = view[self._handle.write(view) :]
+
+
+def _sweep_folder(folder: Path, names: set[str]) -> int:
+    stems = {_staging_stem(name) for name in names}
+    try:
+        with os.scandir(folder) as entries:
+            debris = [entry.name for entry in entries if _is_debris(entry.name, names, stems)]
+    except FileNotFoundError:
+        return 0
+    for name in debris:
+        (folder / name).unlink(missing_ok=True)
+    return len(debris)
+
+
+def _is_debris(entry: str, names: set[str], stems: set[str]) -> bool:
+    """A staged temp of one of `names` (stem, marker, hex) or a numbered one (`name#3`, as
+    obstore's LocalStore and stacpkg stage)."""
+    stem, marker, _ = entry.rpartition(TEMP_MARKER)
+    if marker and stem in stems:
+        return True
+    base, hash_sign, number = entry.rpartition("#")
+    return bool(hash_sign) and base in names and number.isdigit()
 
 
 def _staging_stem(name: str) -> str:

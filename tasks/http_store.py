@@ -12,7 +12,7 @@ import http.client
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import NoReturn
@@ -75,7 +75,7 @@ class HttpStore:
         raise AssetError(ErrorClass.PERMANENT, f"http origins are read-only: {self.describe(path)}")
         yield  # pragma: no cover - a generator needs a yield to be a context manager
 
-    def sweep(self, path: str) -> int:  # noqa: ARG002 - nothing is ever staged on an origin
+    def sweep(self, paths: Iterable[str]) -> int:  # noqa: ARG002 - nothing is staged on an origin
         return 0
 
     def flush(self) -> None:

@@ -7,7 +7,7 @@ transient failure, told apart only by its message; `_classify` is the only place
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -86,7 +86,7 @@ class ObjectStore:
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, where) from None
 
-    def sweep(self, path: str) -> int:  # noqa: ARG002 - multipart leftovers: see s3_uploads
+    def sweep(self, paths: Iterable[str]) -> int:  # noqa: ARG002 - multipart: see s3_uploads
         return 0
 
     def flush(self) -> None:

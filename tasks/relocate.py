@@ -79,6 +79,7 @@ def relocate_batch(
         moves = _with_journaled(moves, journals)
     if policy.sweep:
         abort_leftover_uploads(moves)
+        sweep_leftover_files(moves)
     stop = threading.Event()
     open_journals = {target: Journal(path) for target, path in journals.items()}
 
@@ -126,6 +127,23 @@ def abort_leftover_uploads(moves: Sequence[Move]) -> int:
     if aborted:
         log.info("aborted %d multipart uploads an earlier, killed run left open", aborted)
     return aborted
+
+
+def sweep_leftover_files(moves: Sequence[Move]) -> int:
+    """Temp files a killed run left beside this batch's keys in folders are removed first."""
+    paths: dict[StoreRef, list[str]] = {}
+    for move in moves:
+        for leg in move.legs:
+            paths.setdefault(leg.store, []).append(leg.path)
+    swept = 0
+    for store, keys in paths.items():
+        try:
+            swept += open_store(store).sweep(keys)
+        except StacflowError as error:
+            log.warning("could not look for leftover files in %s: %s", store.root, error)
+    if swept:
+        log.info("removed %d temp files an earlier, killed run left", swept)
+    return swept
 
 
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:

@@ -8,7 +8,7 @@ Every implementation raises `AssetError` with an `ErrorClass`: errors are classi
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +53,8 @@ class Store(Protocol):
         """Write atomically: visible at `path` only if the block exits cleanly, else aborted."""
         ...
 
-    def sweep(self, path: str) -> int:
-        """Remove staging leftovers of earlier, killed writes to `path`; returns how many."""
+    def sweep(self, paths: Iterable[str]) -> int:
+        """Remove staging leftovers of earlier, killed writes to `paths`; returns how many."""
         ...
 
     def flush(self) -> None:

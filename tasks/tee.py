@@ -36,7 +36,7 @@ def copy_once(
         drift = "; ".join(mismatches(move.source, reader.facts, move.source_store.compare)) or None
         if drift and policy.on_drift == "refuse":
             raise AssetError(ErrorClass.DRIFT, f"source changed since it was locked: {drift}")
-        writers = [_LegWriter(leg, failures, sweep=policy.sweep) for leg in legs]
+        writers = [_LegWriter(leg, failures) for leg in legs]
         try:
             digest = hashlib.sha256()
             received = 0
@@ -85,15 +85,13 @@ def _verified_checksum(
 class _LegWriter:
     """One target's atomic writer inside a tee: its failure is recorded, not raised."""
 
-    def __init__(self, leg: Leg, failures: dict[str, AssetError], *, sweep: bool) -> None:
+    def __init__(self, leg: Leg, failures: dict[str, AssetError]) -> None:
         self.leg = leg
         self.failures = failures
         self.store = open_store(leg.store)
         self.context: AbstractContextManager[Writer] | None = None
         self.handle: Writer | None = None
         try:
-            if sweep:
-                self.store.sweep(leg.path)
             self.context = self.store.writer(leg.path)
             self.handle = self.context.__enter__()
         except AssetError as error:

@@ -527,6 +527,27 @@ def test_no_temp_file_survives_any_outcome(served, tmp_path):
     assert _files(root) == {moves[0].legs[0].path: ASSETS["up/0/big.tif"]}
 
 
+@pytest.mark.parametrize("sweep", [True, False])
+def test_a_batch_first_removes_what_a_killed_run_left_beside_its_keys(served, tmp_path, sweep):
+    root = tmp_path / "target"
+    moves = [_move(served, root, k, d) for k, d in ASSETS.items()]
+    debris = []
+    for move in moves:
+        final = root / move.legs[0].path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        debris += [final.with_name(f".{final.name}{TEMP_MARKER}{'ab' * 16}")]
+        debris += [final.with_name(f"{final.name}#3")]
+    for path in debris:
+        path.write_bytes(b"left by a killed run")
+    unrelated = debris[0].with_name("unrelated#3")
+    unrelated.write_bytes(b"not ours")
+
+    results = relocate_batch(moves, replace(FAST, sweep=sweep))
+    assert {m.outcome.outcome for m in results} == {Result.COPIED}
+    assert [path.exists() for path in debris] == [not sweep] * len(debris)
+    assert unrelated.read_bytes() == b"not ours"
+
+
 def test_records_are_built_only_from_verified_copies(served, tmp_path):
     moves = [_move(served, tmp_path / "target", k, d) for k, d in ASSETS.items()]
     served.fail("up/0/small.png", 404)

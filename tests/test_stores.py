@@ -115,7 +115,7 @@ def test_sweep_removes_only_staging_leftovers_of_that_name(tmp_path):
     kept = ["visual.tif", "visual.tif#x", "other.tif#3", ".other.tif" + TEMP_MARKER + "ff"]
     for name in leftovers + kept:
         (folder / name).write_bytes(b"x")
-    assert _file_store(tmp_path).sweep("item/visual.tif") == len(leftovers)
+    assert _file_store(tmp_path).sweep(["item/visual.tif"]) == len(leftovers)
     assert sorted(p.name for p in folder.iterdir()) == sorted(kept)
 
 
@@ -124,7 +124,7 @@ def test_sweep_of_a_name_without_extension(tmp_path):
     folder.mkdir()
     for name in ("data#1", ".data" + TEMP_MARKER + "aa", "data"):
         (folder / name).write_bytes(b"x")
-    assert _file_store(tmp_path).sweep("item/data") == 2
+    assert _file_store(tmp_path).sweep(["item/data"]) == 2
     assert [p.name for p in folder.iterdir()] == ["data"]
 
 
@@ -134,13 +134,36 @@ def test_sweep_removes_the_staging_of_a_killed_write(tmp_path, name):
     killed = store.writer(f"item/{name}")
     killed.__enter__().write(b"partial")  # never exited: the process died here
     assert [TEMP_MARKER in n for n in _names(tmp_path)] == [True]
-    assert store.sweep(f"item/{name}") == 1
+    assert store.sweep([f"item/{name}"]) == 1
     assert _names(tmp_path) == []
     del killed
 
 
+def test_sweep_of_many_paths_lists_each_folder_once(tmp_path, monkeypatch):
+    import tasks.file_store  # noqa: PLC0415
+
+    names = [f"a{i}.tif" for i in range(50)]
+    for folder in ("flat", "other"):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"kept")
+            (tmp_path / folder / f".{name}{TEMP_MARKER}{'0' * 32}").write_bytes(b"debris")
+    (tmp_path / "flat" / "a1.tif#7").write_bytes(b"debris")
+    listings = []
+    real = tasks.file_store.os.scandir
+    monkeypatch.setattr(tasks.file_store.os, "scandir", lambda p: listings.append(p) or real(p))
+
+    paths = [f"{folder}/{name}" for folder in ("flat", "other") for name in names[:40]]
+    assert _file_store(tmp_path).sweep([*paths, "../escape.tif"]) == 81
+    assert len(listings) == 2
+    for folder in ("flat", "other"):
+        left = sorted(p.name for p in (tmp_path / folder).iterdir())
+        debris = sorted(f".{name}{TEMP_MARKER}{'0' * 32}" for name in names[40:])
+        assert left == sorted([*debris, *names])
+
+
 def test_sweep_of_a_missing_folder_is_a_no_op(tmp_path):
-    assert _file_store(tmp_path).sweep("nowhere/visual.tif") == 0
+    assert _file_store(tmp_path).sweep(["nowhere/visual.tif"]) == 0
 
 
 def test_a_long_name_can_still_be_staged_and_swept(tmp_path):
