@@ -6,9 +6,9 @@ CPU per object with 8 threads, more than everything else stacflow does for a 256
 are kept in a pool, at most one per asset in flight.
 
 Reads are at most `MAX_READ` whatever the spec's chunk_size (which still sizes multipart parts):
-a slice that stays in the CPU cache while it is hashed and written cost 1.1 s of CPU per GiB
-received, hashed and written with 4 threads, against 1.8-2.1 s for 8 MiB slices that go through
-memory three times (a loopback measurement, noted in docs/decisions.md).
+a slice that stays in the CPU cache while it is received, hashed and written costs the least
+CPU of the sizes from 64 KiB to 8 MiB (1.35 s per GiB with 4 streams, against 1.43-1.91 s;
+`python -m benchmarks.read_size`, docs/decisions.md).
 """
 
 from __future__ import annotations
