@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -15,6 +16,9 @@ from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
 from tasks.stores import Facts, StoreRef, open_store
 from tasks.verified import verified_copy
+
+if TYPE_CHECKING:
+    from tasks.object_store import ObjectStore
 
 PLANNED = "to-copy"
 
@@ -50,21 +54,25 @@ def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome
     return survey(moves.value, workers)
 
 
-LIST_WHEN_KNOWN = 0.5
+LIST_PER_KEY = 10
+"""A listing stops once it has seen this many objects per key to look for (plus one page): a
+LIST page is sequential where HEADs run `max_workers` at once, so past that, HEADs are faster."""
+LIST_PAGE = 1000
 
 
 def with_listings(moves: Sequence[Move]) -> list[Move]:
-    """On object stores, one listing of a target instead of a HEAD per key, for reruns.
+    """On object stores, one listing of a target instead of a HEAD per key.
 
-    Only where most of the target's keys have a record (a rerun): a first run has nothing to
-    skip, and listing a prefix that holds other data would cost more than it saves.
+    A first run into an empty prefix learns in one request that nothing is there; a rerun gets
+    every key's facts. A prefix that holds much more than this run's keys is not listed to its
+    end: the run HEADs its keys instead. Only this run's keys are kept from a listing.
     """
     listed: dict[StoreRef, dict[str, Facts]] = {}
     for store in {leg.store for move in moves for leg in move.legs if leg.store.kind == "s3"}:
-        legs = [leg for move in moves for leg in move.legs if leg.store == store]
-        if sum(leg.previous is not None for leg in legs) >= LIST_WHEN_KNOWN * len(legs):
-            target = open_store(store)
-            listed[store] = dict(target.listing())
+        keys = {leg.path for move in moves for leg in move.legs if leg.store == store}
+        found = _bounded_listing(open_store(store), keys)
+        if found is not None:
+            listed[store] = found
     if not listed:
         return list(moves)
     return [
@@ -79,6 +87,18 @@ def with_listings(moves: Sequence[Move]) -> list[Move]:
         )
         for move in moves
     ]
+
+
+def _bounded_listing(store: ObjectStore, keys: set[str]) -> dict[str, Facts] | None:
+    """The facts of `keys` found under the store's root; None if the root holds too much."""
+    limit = LIST_PER_KEY * len(keys) + LIST_PAGE
+    found: dict[str, Facts] = {}
+    for seen, (path, facts) in enumerate(store.listing(), start=1):
+        if seen > limit:
+            return None
+        if path in keys:
+            found[path] = facts
+    return found
 
 
 @task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])

@@ -605,6 +605,42 @@ def test_a_second_run_of_the_same_outputs_is_refused_and_a_killed_one_is_noticed
         assert killed is True
 
 
+def test_a_first_run_into_an_empty_s3_prefix_lists_it_instead_of_a_head_per_key(
+    served, tmp_path, moto_endpoint, s3_bucket
+):
+    from tasks.survey import with_listings  # noqa: PLC0415
+
+    rows = [
+        replace(row, file_checksum=sha256_multihash(hashlib.sha256(ASSETS[row.key]).digest()))
+        for row in _lock(served)
+    ]
+    target = {"bucket": _s3(moto_endpoint, s3_bucket, prefix="mirror/x")}
+    moves = with_listings(_plan(tmp_path, served, rows, target).moves)
+    assert all(leg.was_listed and leg.listed is None for m in moves for leg in m.legs)
+    results = relocate_batch(moves, FAST)
+    assert {m.outcome.outcome for m in results} == {Result.COPIED}
+    bucket = s3.s3_store(moto_endpoint, s3_bucket)
+    for move in moves:
+        stored = obstore.get(bucket, f"mirror/x/{move.legs[0].path}").bytes()
+        assert bytes(stored) == ASSETS[move.source.key]
+
+
+def test_a_prefix_crowded_with_other_objects_is_not_listed_to_its_end(
+    served, tmp_path, moto_endpoint, s3_bucket, monkeypatch
+):
+    import tasks.survey  # noqa: PLC0415
+
+    monkeypatch.setattr(tasks.survey, "LIST_PER_KEY", 1)
+    monkeypatch.setattr(tasks.survey, "LIST_PAGE", 2)
+    bucket = s3.s3_store(moto_endpoint, s3_bucket)
+    for i in range(6):  # more than 1 per key + 2 for the 3 keys of the lock
+        obstore.put(bucket, f"mirror/x/someone-else/{i}.tif", b"x")
+    target = {"bucket": _s3(moto_endpoint, s3_bucket, prefix="mirror/x")}
+    moves = tasks.survey.with_listings(_plan(tmp_path, served, _lock(served), target).moves)
+    assert not any(leg.was_listed for m in moves for leg in m.legs)
+    assert {m.outcome.outcome for m in relocate_batch(moves, FAST)} == {Result.COPIED}
+
+
 def test_a_rerun_into_s3_lists_the_target_once_instead_of_a_head_per_key(
     served, tmp_path, moto_endpoint, s3_bucket
 ):
