@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import obstore
@@ -25,6 +25,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from tasks.access import resolve_credentials
 from tasks.buffers import MAX_READ
 from tasks.errors import AssetError, ErrorClass, redact
+from tasks.s3_uploads import abort_stale_uploads
 from tasks.stores import Chunk, Facts, StoreRef, iso
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -86,8 +87,12 @@ class ObjectStore:
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, where) from None
 
-    def sweep(self, paths: Iterable[str]) -> int:  # noqa: ARG002 - multipart: see s3_uploads
-        return 0
+    def sweep(self, paths: Iterable[str]) -> int:
+        """Abort the multipart uploads a killed run left open on `paths`, begun before now (S3:
+        other object stores show none to a client)."""
+        if self.ref.kind != "s3":
+            return 0
+        return abort_stale_uploads(self.ref, paths, datetime.now(UTC))
 
     def flush(self) -> None:
         """An object is durable once its PUT (or multipart completion) is answered."""

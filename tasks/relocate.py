@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from tasks.fanout import fan_out, shared_threads
 from tasks.moves import Leg, Move, Record
 from tasks.opaque import Opaque
 from tasks.report import Outcome, Result, Step
-from tasks.s3_uploads import abort_stale_uploads
 from tasks.state import Journal, read_records
 from tasks.stores import StoreRef, open_store
 from tasks.tee import copy_once
@@ -78,8 +76,7 @@ def relocate_batch(
     if resume:
         moves = _with_journaled(moves, journals)
     if policy.sweep:
-        abort_leftover_uploads(moves)
-        sweep_leftover_files(moves)
+        sweep_leftovers(moves)
     stop = threading.Event()
     open_journals = {target: Journal(path) for target, path in journals.items()}
 
@@ -110,27 +107,9 @@ def relocate_batch(
     return results
 
 
-def abort_leftover_uploads(moves: Sequence[Move]) -> int:
-    """Multipart uploads a killed run left open on this batch's S3 keys are aborted first."""
-    paths: dict[StoreRef, list[str]] = {}
-    for move in moves:
-        for leg in move.legs:
-            if leg.store.kind == "s3":
-                paths.setdefault(leg.store, []).append(leg.path)
-    started = datetime.now(UTC)
-    aborted = 0
-    for store, keys in paths.items():
-        try:
-            aborted += abort_stale_uploads(store, keys, started)
-        except StacflowError as error:
-            log.warning("could not look for leftover uploads in %s: %s", store.container, error)
-    if aborted:
-        log.info("aborted %d multipart uploads an earlier, killed run left open", aborted)
-    return aborted
-
-
-def sweep_leftover_files(moves: Sequence[Move]) -> int:
-    """Temp files a killed run left beside this batch's keys in folders are removed first."""
+def sweep_leftovers(moves: Sequence[Move]) -> int:
+    """What a killed run left beside this batch's keys is removed first: temp files in folders,
+    open multipart uploads on S3. One call per target store, however many keys."""
     paths: dict[StoreRef, list[str]] = {}
     for move in moves:
         for leg in move.legs:
@@ -140,9 +119,10 @@ def sweep_leftover_files(moves: Sequence[Move]) -> int:
         try:
             swept += open_store(store).sweep(keys)
         except StacflowError as error:
-            log.warning("could not look for leftover files in %s: %s", store.root, error)
+            where = store.container or store.root
+            log.warning("could not look for a killed run's leftovers in %s: %s", where, error)
     if swept:
-        log.info("removed %d temp files an earlier, killed run left", swept)
+        log.info("removed %d leftovers (temp files, open uploads) of an earlier, killed run", swept)
     return swept
 
 

@@ -54,7 +54,8 @@ class Store(Protocol):
         ...
 
     def sweep(self, paths: Iterable[str]) -> int:
-        """Remove staging leftovers of earlier, killed writes to `paths`; returns how many."""
+        """Remove what earlier, killed writes to `paths` left (temp files, open multipart
+        uploads); returns how many. Called once per batch with all its keys."""
         ...
 
     def flush(self) -> None:
