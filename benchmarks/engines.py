@@ -48,11 +48,10 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     run ended normally), journals on; then, timed apart, the flush and the journal settlement."""
     from flows.compile import compile_plan  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
+    from flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
     from tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
-    from tasks.outputs import OutputPaths  # noqa: PLC0415
     from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
-    from tasks.state import journal_path, settle_journal  # noqa: PLC0415
+    from tasks.state import journal_path  # noqa: PLC0415
     from tasks.survey import with_listings  # noqa: PLC0415
 
     base = rss_kib()
@@ -74,15 +73,7 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
         moved = [m for f in futures for m in f.result()]
     seconds = time.perf_counter() - started
     flush_s = flush_targets([t.store for t in plan.targets])
-    order = [move.key for move in plan.moves]
-    for target in plan.targets:
-        settled = {
-            (m.outcome.item_id, m.outcome.asset_key): not m.outcome.failed
-            for m in moved
-            if m.outcome.store == target.name
-        }
-        lock = OutputPaths(inputs.outputs).lock(target.name)
-        settle_journal(journals[target.name], lock, settled, order)
+    record_relocations(plan, inputs, [m.outcome for m in moved])
     return {
         "seconds": seconds,
         "flush_s": flush_s,
@@ -183,16 +174,20 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     beside validation in batches (2 in flight), validation lines and report."""
     from flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from flows.relocate import BATCHES_IN_FLIGHT, VALIDATION_BATCH_FACTOR, _chunks  # noqa: PLC0415
+    from flows.relocate import (  # noqa: PLC0415
+        BATCHES_IN_FLIGHT,
+        VALIDATION_BATCH_FACTOR,
+        _chunks,
+        record_relocations,
+    )
     from tasks.outputs import (  # noqa: PLC0415
         OutputPaths,
-        alternates_of,
         write_enriched,
         write_validation,
     )
     from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
-    from tasks.report import Step, write_report  # noqa: PLC0415
-    from tasks.state import journal_path, settle_journal  # noqa: PLC0415
+    from tasks.report import write_report  # noqa: PLC0415
+    from tasks.state import journal_path  # noqa: PLC0415
     from tasks.summary import Summary  # noqa: PLC0415
     from tasks.validate import validate_checks  # noqa: PLC0415
 
@@ -212,17 +207,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     byte_phase_s = time.perf_counter() - phase
     flush_targets([t.store for t in plan.targets])
     outcomes = [m.outcome for m in moved]
-    order = [move.key for move in plan.moves]
-    locks, alternates = {}, []
-    for target in plan.targets:
-        settled = {
-            (o.item_id, o.asset_key): not o.failed
-            for o in outcomes
-            if o.step == Step.RELOCATE and o.store == target.name
-        }
-        records = settle_journal(journals[target.name], paths.lock(target.name), settled, order)
-        locks[target.name] = [r.row for r in records]
-        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
+    locks, alternates = record_relocations(plan, inputs, outcomes)
     jobs = [(c.name, list(c.checks), c.checksums) for c in plan.source_checks]
     jobs += [
         (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
