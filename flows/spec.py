@@ -37,8 +37,8 @@ DEFAULT_MAX_WORKERS = 8
 DEFAULT_MEMORY_LIMIT = "512MiB"
 DEFAULT_CHUNK_SIZE = "8MiB"
 # A Prefect task run costs about 0.1 s of API round trips and server CPU on the run's cores:
-# 2,000 small assets (about 2 s of copying) keep that near 5% (benchmarks: 1.39x the engine's
-# wall time with 500 per batch, 1.18x with 2,000, 10,000 x 16 KiB).
+# 2,000 small assets (about 2 s of copying) keep that near 5% (`python -m benchmarks.run`,
+# 10,000 x 16 KiB: 1.31x the engine's wall time with 500 per batch, 1.06-1.13x with 2,000).
 DEFAULT_BATCH_ASSETS = 2000
 DEFAULT_BATCH_BYTES = "4GiB"
 DEFAULT_ATTEMPTS = 5
