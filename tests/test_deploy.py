@@ -44,6 +44,7 @@ def api(prefect_server):
 
     from tests.servers.prefect_harness import drain_workers  # noqa: PLC0415
 
+    drain_workers()  # the services the session's harness started talk to the harness
     with pytest.MonkeyPatch.context() as env, temporary_settings({PREFECT_API_URL: prefect_server}):
         env.setenv("PREFECT_API_URL", prefect_server)
         yield prefect_server

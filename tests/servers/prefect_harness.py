@@ -8,7 +8,6 @@ module imports Prefect (~1 s), so conftest only imports it inside the fixtures t
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import shutil
 import signal
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 STARTUP_TIMEOUT = 120
+DRAIN_TIMEOUT = 30
 
 
 def template_db(cache_dir: Path) -> Path:
@@ -91,26 +91,23 @@ def harness(cache_dir: Path, home: Path) -> Iterator[str]:
 
 
 def drain_workers() -> None:
-    """Flush queued logs and events while the server is still up.
+    """Flush queued logs and events, and stop every client-side service, while the server is up.
 
-    Without it, teardown can hang for ~70 s while the workers retry against a dead server.
+    Without it, teardown can hang for ~70 s while the workers retry against a dead server. The
+    services hold a client bound to the API URL they started with: a test that switches to
+    another server must stop them first, or its next tagged task run waits forever for a
+    concurrency slot from the old one.
     """
+    from prefect.concurrency.services import (  # noqa: PLC0415
+        ConcurrencySlotAcquisitionWithLeaseService,
+    )
     from prefect.events.worker import EventsWorker  # noqa: PLC0415
     from prefect.logging.handlers import APILogWorker  # noqa: PLC0415
-    from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: PLC0415
 
-    async def drain() -> None:
-        try:
-            result = APILogWorker.instance().drain()
-            if inspect.isawaitable(result):
-                await result
-        except RuntimeError:  # no log worker was ever started
-            pass
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
-
-    run_coro_as_sync(drain())
+    with contextlib.suppress(RuntimeError):  # no log worker was ever started
+        APILogWorker.drain_all(timeout=DRAIN_TIMEOUT)
+    EventsWorker.drain_all(timeout=DRAIN_TIMEOUT)
+    ConcurrencySlotAcquisitionWithLeaseService.drain_all(timeout=DRAIN_TIMEOUT)
 
 
 @contextmanager
