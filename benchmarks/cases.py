@@ -115,7 +115,7 @@ def engine(kind: str, args: dict[str, Any], env: dict[str, str], work: Path, log
 
 def stacflow_command(spec: Path, env: dict[str, str], work: Path, log: Path) -> Measured:
     """`stacflow run SPEC` (the console script's module), wall time including Prefect's start."""
-    command = [sys.executable, "-m", "flows.cli", "run", str(spec)]
+    command = [sys.executable, "-m", "stacflow.flows.cli", "run", str(spec)]
     start = log.stat().st_size if log.exists() else 0
     measured = measure(command, env, work, log)
     text = log.read_bytes()[start:].decode(errors="replace")

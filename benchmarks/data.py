@@ -86,9 +86,9 @@ class _Pool:
 
 def make_dataset(name: str, count: int, size: int, origin_root: Path, packages: Path) -> Dataset:
     """Write the files and the package (`assets.lock.parquet`, `items.parquet`, `keys.txt`)."""
-    from tasks.items import table_from_items, write_items_table  # noqa: PLC0415
-    from tasks.locations import parse_href  # noqa: PLC0415
-    from tasks.locks import LockRow, write_lock  # noqa: PLC0415
+    from stacflow.tasks.items import table_from_items, write_items_table  # noqa: PLC0415
+    from stacflow.tasks.locations import parse_href  # noqa: PLC0415
+    from stacflow.tasks.locks import LockRow, write_lock  # noqa: PLC0415
 
     dataset = Dataset(name, count, size, origin_root, packages / name)
     dataset.package.mkdir(parents=True, exist_ok=True)

@@ -46,13 +46,13 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     """The byte phase exactly as the flow runs it, minus Prefect: compile the plan, then
     `relocate_batch` per batch, `BATCHES_IN_FLIGHT` at once, `plan.policy` (no sweep: the previous
     run ended normally), journals on; then, timed apart, the flush and the journal settlement."""
-    from flows.compile import compile_plan  # noqa: PLC0415
-    from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
-    from tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
-    from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
-    from tasks.state import journal_path  # noqa: PLC0415
-    from tasks.survey import with_listings  # noqa: PLC0415
+    from stacflow.flows.compile import compile_plan  # noqa: PLC0415
+    from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
+    from stacflow.flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
+    from stacflow.tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
+    from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
+    from stacflow.tasks.state import journal_path  # noqa: PLC0415
+    from stacflow.tasks.survey import with_listings  # noqa: PLC0415
 
     base = rss_kib()
     spec_path = Path(args["spec"])
@@ -141,10 +141,10 @@ def obstore_copy(args: dict[str, Any]) -> dict[str, Any]:
 def validate(args: dict[str, Any]) -> dict[str, Any]:
     """`validate_checks` over a source lock, `runs` times in this process: HEAD only, or
     HEAD + GET with checksums. Each run builds its own thread pool (new connections)."""
-    from flows.compile import compile_plan  # noqa: PLC0415
-    from flows.inputs import load_inputs, load_spec  # noqa: PLC0415
-    from tasks import http_store  # noqa: F401, PLC0415 - untimed
-    from tasks.validate import validate_checks  # noqa: PLC0415
+    from stacflow.flows.compile import compile_plan  # noqa: PLC0415
+    from stacflow.flows.inputs import load_inputs, load_spec  # noqa: PLC0415
+    from stacflow.tasks import http_store  # noqa: F401, PLC0415 - untimed
+    from stacflow.tasks.validate import validate_checks  # noqa: PLC0415
 
     spec_path = Path(args["spec"])
     spec = load_spec(spec_path)
@@ -172,24 +172,24 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     """What `relocate_package` does, through the same plain functions, without Prefect:
     load, compile, relocate (batches, 2 in flight), journals → locks, then enriched items
     beside validation in batches (2 in flight), validation lines and report."""
-    from flows.compile import compile_plan, target_checks  # noqa: PLC0415
-    from flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from flows.relocate import (  # noqa: PLC0415
+    from stacflow.flows.compile import compile_plan, target_checks  # noqa: PLC0415
+    from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
+    from stacflow.flows.relocate import (  # noqa: PLC0415
         BATCHES_IN_FLIGHT,
         VALIDATION_BATCH_FACTOR,
         _chunks,
         record_relocations,
     )
-    from tasks.outputs import (  # noqa: PLC0415
+    from stacflow.tasks.outputs import (  # noqa: PLC0415
         OutputPaths,
         write_enriched,
         write_validation,
     )
-    from tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
-    from tasks.report import write_report  # noqa: PLC0415
-    from tasks.state import journal_path  # noqa: PLC0415
-    from tasks.summary import Summary  # noqa: PLC0415
-    from tasks.validate import validate_checks  # noqa: PLC0415
+    from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
+    from stacflow.tasks.report import write_report  # noqa: PLC0415
+    from stacflow.tasks.state import journal_path  # noqa: PLC0415
+    from stacflow.tasks.summary import Summary  # noqa: PLC0415
+    from stacflow.tasks.validate import validate_checks  # noqa: PLC0415
 
     base = rss_kib()
     started, cpu = time.perf_counter(), time.process_time()
@@ -259,7 +259,7 @@ def flow(args: dict[str, Any]) -> dict[str, Any]:
     from prefect import get_client  # noqa: PLC0415
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: PLC0415
 
-    from flows.relocate import relocate_package  # noqa: PLC0415
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
 
     base = rss_kib()
     started, cpu = time.perf_counter(), time.process_time()

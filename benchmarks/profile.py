@@ -115,7 +115,7 @@ def instrument(clock: Clock) -> None:
     import hashlib  # noqa: PLC0415
     import types  # noqa: PLC0415
 
-    from tasks import file_store, http_store, object_store, relocate, state, tee  # noqa: PLC0415
+    from stacflow.tasks import file_store, http_store, object_store, relocate, state, tee  # noqa: PLC0415
 
     relocate.relocate_one = clock.timed("relocate_one (one asset, whole)", relocate.relocate_one)
     relocate.verified_copy = clock.timed("  skip check (verified_copy)", relocate.verified_copy)

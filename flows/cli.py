@@ -20,12 +20,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from tasks.errors import RunFailed, UsageError
+from stacflow.tasks.errors import RunFailed, UsageError
 
 if TYPE_CHECKING:
     from prefect import Flow
 
-    from flows.relocate import RunOverrides
+    from stacflow.flows.relocate import RunOverrides
 
 # flows.on_dask.ADDRESS_ENV and flows.shards.MAX_SHARDS, without importing Prefect to parse args
 DASK_ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
+    from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
 
     _preflight(args.spec, args.targets)
     overrides = RunOverrides(
@@ -149,8 +149,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_in_shards(args: argparse.Namespace, overrides: RunOverrides) -> dict[str, Any]:
     """The parent runs here; the shards run on workers, which must exist before anything starts."""
-    from flows.server import require_workers  # noqa: PLC0415
-    from flows.shards import DEFAULT_DEPLOYMENT, relocate_in_shards  # noqa: PLC0415
+    from stacflow.flows.server import require_workers  # noqa: PLC0415
+    from stacflow.flows.shards import DEFAULT_DEPLOYMENT, relocate_in_shards  # noqa: PLC0415
 
     if args.dry_run:
         raise UsageError("--shards copies; for a dry run use `stacflow plan` or drop --shards")
@@ -169,7 +169,7 @@ def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
     from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
 
     try:
-        from flows.on_dask import on_dask  # noqa: PLC0415
+        from stacflow.flows.on_dask import on_dask  # noqa: PLC0415
     except ImportError as error:
         raise UsageError(
             f"--dask-address needs the dask extra ({error.name} is missing): "
@@ -184,7 +184,7 @@ def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from flows.planview import plan_report  # noqa: PLC0415
+    from stacflow.flows.planview import plan_report  # noqa: PLC0415
 
     report, conflicted = plan_report(args.spec, args.targets)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
@@ -192,7 +192,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from flows.validate import validate_package  # noqa: PLC0415
+    from stacflow.flows.validate import validate_package  # noqa: PLC0415
 
     _preflight(args.spec, None)
     result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
@@ -201,7 +201,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from flows.schema import spec_schema  # noqa: PLC0415
+    from stacflow.flows.schema import spec_schema  # noqa: PLC0415
 
     text = json.dumps(spec_schema(), indent=2) + "\n"
     if args.output:
@@ -212,7 +212,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flows.serve import serve_specs  # noqa: PLC0415
+    from stacflow.flows.serve import serve_specs  # noqa: PLC0415
 
     for spec in args.specs:
         _preflight(spec, None)
@@ -224,7 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _preflight(spec_path: Path, targets: Sequence[str] | None) -> None:
     """Every user mistake that needs no network, found before Prefect starts (about 7 s)."""
-    from flows.planview import check_spec  # noqa: PLC0415
+    from stacflow.flows.planview import check_spec  # noqa: PLC0415
 
     check_spec(spec_path, targets)
 

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from flows.inputs import Inputs
-from flows.spec import FileStore, S3Store, Source, Spec
-from tasks.access import Access
-from tasks.errors import PlanConflict
-from tasks.locations import Location
-from tasks.locks import LockRow
-from tasks.moves import Check, Leg, Move, Record
-from tasks.relocate import CopyPolicy
-from tasks.stores import StoreRef
+from stacflow.flows.inputs import Inputs
+from stacflow.flows.spec import FileStore, S3Store, Source, Spec
+from stacflow.tasks.access import Access
+from stacflow.tasks.errors import PlanConflict
+from stacflow.tasks.locations import Location
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Check, Leg, Move, Record
+from stacflow.tasks.relocate import CopyPolicy
+from stacflow.tasks.stores import StoreRef
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
 MAX_NAME_BYTES = 255

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flows.spec import Spec
-from flows.specfile import Loc, load_model
-from tasks.items import read_items_table
-from tasks.locks import LockRow, read_lock
-from tasks.moves import Record
-from tasks.outputs import OutputPaths
-from tasks.state import journal_path, read_records
+from stacflow.flows.spec import Spec
+from stacflow.flows.specfile import Loc, load_model
+from stacflow.tasks.items import read_items_table
+from stacflow.tasks.locks import LockRow, read_lock
+from stacflow.tasks.moves import Record
+from stacflow.tasks.outputs import OutputPaths
+from stacflow.tasks.state import journal_path, read_records
 
 PACKAGE_ITEMS = "items.parquet"
 PACKAGE_LOCK = "assets.lock.parquet"

@@ -1,14 +1,14 @@
 """relocate-package with its task runs on a Dask cluster (the optional `dask` extra).
 
-The deployment entrypoint is `flows/on_dask.py:relocate_package_on_dask`. It reads the scheduler
-address from STACFLOW_DASK_ADDRESS when the flow-run process imports it, so one deployment
+The deployment entrypoint is `stacflow.flows.on_dask.relocate_package_on_dask`. It reads the
+scheduler address from STACFLOW_DASK_ADDRESS when the flow-run process imports it, so one deployment
 follows the cluster wherever the worker's environment points; unset, each run starts a temporary
 local cluster. The Dask workers need stacflow installed, the same view of file targets and
 outputs, and a Prefect server they can reach (Dask worker processes cannot share Prefect's
 ephemeral mode).
 
-Not named `dask.py`: Prefect loads an entrypoint with its own folder first on sys.path, so a
-`flows/dask.py` is imported as `dask` itself and breaks prefect-dask (`No module named
+Not named `dask.py`: Prefect loads a file entrypoint with its own folder first on sys.path, so
+a `flows/dask.py` would be imported as `dask` itself and break prefect-dask (`No module named
 'dask.utils'`).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from prefect import Flow
 from prefect_dask import DaskTaskRunner
 
-from flows.relocate import relocate_package
+from stacflow.flows.relocate import relocate_package
 
 ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.compile import Plan, compile_plan, derive_checks
-from flows.inputs import Inputs, load_inputs, load_spec, previous_records
-from flows.spec import Spec
-from tasks.derive import derive_facts, locate_assets
-from tasks.errors import InputError, PlanConflict, SpecError
-from tasks.items import read_item_dicts
-from tasks.report import Result
-from tasks.sizes import format_size
-from tasks.survey import PLANNED, survey
+from stacflow.flows.compile import Plan, compile_plan, derive_checks
+from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.spec import Spec
+from stacflow.tasks.derive import derive_facts, locate_assets
+from stacflow.tasks.errors import InputError, PlanConflict, SpecError
+from stacflow.tasks.items import read_item_dicts
+from stacflow.tasks.report import Result
+from stacflow.tasks.sizes import format_size
+from stacflow.tasks.survey import PLANNED, survey
 
 
 def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:

@@ -17,17 +17,17 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.compile import Plan, compile_plan, derive_checks, target_checks
-from flows.inputs import Inputs, load_inputs, load_spec, previous_records
-from flows.spec import Spec
-from tasks.artifacts import Progress, publish_summary
-from tasks.derive import derive_batch_task, locate_assets
-from tasks.errors import RunFailed
-from tasks.items import Alternate, read_item_dicts
-from tasks.locks import LockRow
-from tasks.moves import Check
-from tasks.opaque import Opaque
-from tasks.outputs import (
+from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
+from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.spec import Spec
+from stacflow.tasks.artifacts import Progress, publish_summary
+from stacflow.tasks.derive import derive_batch_task, locate_assets
+from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.items import Alternate, read_item_dicts
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Check
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.outputs import (
     OutputPaths,
     Promotion,
     alternates_of,
@@ -35,12 +35,12 @@ from tasks.outputs import (
     write_package,
     write_validation,
 )
-from tasks.relocate import Moved, flush_targets_task, relocate_batch_task
-from tasks.report import Outcome, Step, write_report
-from tasks.state import journal_path, run_lock, settle_journal
-from tasks.summary import Summary
-from tasks.survey import list_targets_task, survey_task
-from tasks.validate import Validated, validate_batch_task
+from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
+from stacflow.tasks.report import Outcome, Step, write_report
+from stacflow.tasks.state import journal_path, run_lock, settle_journal
+from stacflow.tasks.summary import Summary
+from stacflow.tasks.survey import list_targets_task, survey_task
+from stacflow.tasks.validate import Validated, validate_batch_task
 
 BATCHES_IN_FLIGHT = 2
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from flows.spec import Spec
+from stacflow.flows.spec import Spec
 
 SCHEMA_ID = "https://stacflow.dev/schema/spec-v1.json"
 INTERPOLATION = {

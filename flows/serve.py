@@ -11,10 +11,10 @@ from pathlib import Path
 
 from prefect import serve
 
-from flows.inputs import load_spec
-from flows.relocate import relocate_package
-from flows.server import require_server
-from flows.validate import validate_package
+from stacflow.flows.inputs import load_spec
+from stacflow.flows.relocate import relocate_package
+from stacflow.flows.server import require_server
+from stacflow.flows.validate import validate_package
 
 # A run still going when the next one is due (a slow night, a short interval) makes the next one
 # wait: two runs of one spec would copy the same assets into the same targets at once.

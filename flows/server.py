@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import WorkPoolStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from tasks.errors import UsageError
+from stacflow.tasks.errors import UsageError
 
 START_SERVER = (
     "start one with `prefect server start` and set "

@@ -23,9 +23,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.compile import Plan
-from flows.inputs import load_spec
-from flows.relocate import (
+from stacflow.flows.compile import Plan
+from stacflow.flows.inputs import load_spec
+from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
     RunOverrides,
     apply_overrides,
@@ -35,8 +35,8 @@ from flows.relocate import (
     relocate_assets,
     settle_run,
 )
-from tasks.report import Outcome, read_report, write_report
-from tasks.state import STATE_DIR, run_lock
+from stacflow.tasks.report import Outcome, read_report, write_report
+from stacflow.tasks.state import STATE_DIR, run_lock
 
 DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
 MAX_SHARDS = 64

@@ -29,9 +29,9 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from flows.specfile import SpecFieldError
-from tasks.access import Access, Duration, url_problem
-from tasks.sizes import format_size, parse_size
+from stacflow.flows.specfile import SpecFieldError
+from stacflow.tasks.access import Access, Duration, url_problem
+from stacflow.tasks.sizes import format_size, parse_size
 
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_MEMORY_LIMIT = "512MiB"

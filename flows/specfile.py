@@ -47,7 +47,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from tasks.errors import SpecError
+from stacflow.tasks.errors import SpecError
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo

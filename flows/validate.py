@@ -13,11 +13,11 @@ from typing import Any
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.compile import compile_plan
-from flows.inputs import load_inputs, load_spec, previous_records
-from flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
-from tasks.locks import read_lock
-from tasks.outputs import OutputPaths
+from stacflow.flows.compile import compile_plan
+from stacflow.flows.inputs import load_inputs, load_spec, previous_records
+from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
+from stacflow.tasks.locks import read_lock
+from stacflow.tasks.outputs import OutputPaths
 
 
 @flow(

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import InputError
+from stacflow.tasks.errors import InputError
 
 DEFAULT_TIMEOUT = "30min"
 DEFAULT_CONNECT_TIMEOUT = "10s"

@@ -21,9 +21,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from tasks.report import Outcome, Step
-from tasks.sizes import format_size
-from tasks.summary import Summary, outcome_rows
+from stacflow.tasks.report import Outcome, Step
+from stacflow.tasks.sizes import format_size
+from stacflow.tasks.summary import Summary, outcome_rows
 
 TABLE_ROWS = 500
 

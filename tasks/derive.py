@@ -15,14 +15,14 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import AssetError, InputError
-from tasks.fanout import fan_out, shared_threads
-from tasks.locations import parse_href
-from tasks.locks import LockRow
-from tasks.moves import Check
-from tasks.opaque import Opaque
-from tasks.report import Outcome, Result, Step
-from tasks.stores import open_store
+from stacflow.tasks.errors import AssetError, InputError
+from stacflow.tasks.fanout import fan_out, shared_threads
+from stacflow.tasks.locations import parse_href
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Check
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.stores import open_store
 
 
 @dataclass(frozen=True, slots=True)

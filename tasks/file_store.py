@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tasks.atomic import TEMP_MARKER
-from tasks.buffers import read_buffer
-from tasks.errors import AssetError, ErrorClass
-from tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.atomic import TEMP_MARKER
+from stacflow.tasks.buffers import read_buffer
+from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

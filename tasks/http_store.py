@@ -18,9 +18,9 @@ from email.utils import parsedate_to_datetime
 from typing import NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
-from tasks.buffers import read_buffer
-from tasks.errors import AssetError, ErrorClass, redact
-from tasks.stores import Facts, StoreRef, Writer, iso, status_error
+from stacflow.tasks.buffers import read_buffer
+from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.stores import Facts, StoreRef, Writer, iso, status_error
 
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5

@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.atomic import atomic_write
-from tasks.errors import InputError
-from tasks.geometry import GeometryError, geojson_to_wkb, wkb_to_geojson
-from tasks.locks import read_parquet
+from stacflow.tasks.atomic import atomic_write
+from stacflow.tasks.errors import InputError
+from stacflow.tasks.geometry import GeometryError, geojson_to_wkb, wkb_to_geojson
+from stacflow.tasks.locks import read_parquet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from tasks.errors import InputError, redact
+from stacflow.tasks.errors import InputError, redact
 
 if TYPE_CHECKING:
     from pathlib import Path

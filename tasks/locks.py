@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.atomic import atomic_write
-from tasks.errors import InputError, redact
-from tasks.locations import Location, normalise_store_type, to_href
+from stacflow.tasks.atomic import atomic_write
+from stacflow.tasks.errors import InputError, redact
+from stacflow.tasks.locations import Location, normalise_store_type, to_href
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.locks import LockRow
-from tasks.stores import Facts, StoreRef
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.stores import Facts, StoreRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,11 @@ from obstore.exceptions import (
 )
 from obstore.store import AzureStore, GCSStore, S3Store
 
-from tasks.access import resolve_credentials
-from tasks.buffers import MAX_READ
-from tasks.errors import AssetError, ErrorClass, redact
-from tasks.s3_uploads import abort_stale_uploads
-from tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.access import resolve_credentials
+from stacflow.tasks.buffers import MAX_READ
+from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.s3_uploads import abort_stale_uploads
+from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 PART_CONCURRENCY = 2

@@ -20,8 +20,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.atomic import write_text_atomic
-from tasks.items import (
+from stacflow.tasks.atomic import write_text_atomic
+from stacflow.tasks.items import (
     Alternate,
     enrich_items,
     promote_alternate,
@@ -29,8 +29,8 @@ from tasks.items import (
     table_from_items,
     write_items_table,
 )
-from tasks.locks import LockRow, write_lock
-from tasks.opaque import Opaque
+from stacflow.tasks.locks import LockRow, write_lock
+from stacflow.tasks.opaque import Opaque
 
 
 @dataclass(frozen=True)

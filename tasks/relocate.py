@@ -23,17 +23,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-from tasks.artifacts import report_progress
-from tasks.checksum import is_sha256_multihash
-from tasks.errors import AssetError, ErrorClass, StacflowError
-from tasks.fanout import fan_out, shared_threads
-from tasks.moves import Leg, Move, Record
-from tasks.opaque import Opaque
-from tasks.report import Outcome, Result, Step
-from tasks.state import Journal, read_records
-from tasks.stores import StoreRef, open_store
-from tasks.tee import copy_once
-from tasks.verified import verified_copy
+from stacflow.tasks.artifacts import report_progress
+from stacflow.tasks.checksum import is_sha256_multihash
+from stacflow.tasks.errors import AssetError, ErrorClass, StacflowError
+from stacflow.tasks.fanout import fan_out, shared_threads
+from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.state import Journal, read_records
+from stacflow.tasks.stores import StoreRef, open_store
+from stacflow.tasks.tee import copy_once
+from stacflow.tasks.verified import verified_copy
 
 log = logging.getLogger("stacflow")
 NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.atomic import atomic_write
+from stacflow.tasks.atomic import atomic_write
 
 
 class Step(StrEnum):

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
 
-from tasks.access import ResolvedKeys, resolve_credentials
-from tasks.errors import redact
-from tasks.stores import StoreRef
+from stacflow.tasks.access import ResolvedKeys, resolve_credentials
+from stacflow.tasks.errors import redact
+from stacflow.tasks.stores import StoreRef
 
 log = logging.getLogger("stacflow")
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.atomic import write_text_atomic
-from tasks.errors import UsageError
-from tasks.locks import LOCK_COLUMNS, LockRow, read_lock
-from tasks.moves import Record
+from stacflow.tasks.atomic import write_text_atomic
+from stacflow.tasks.errors import UsageError
+from stacflow.tasks.locks import LOCK_COLUMNS, LockRow, read_lock
+from stacflow.tasks.moves import Record
 
 STATE_DIR = ".stacflow"
 RUNNING = b"running"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from tasks.access import Access
-from tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.access import Access
+from stacflow.tasks.errors import AssetError, ErrorClass
 
 Chunk = bytes | bytearray | memoryview
 FACT_NAMES = frozenset({"size", "etag", "last_modified"})
@@ -87,9 +87,9 @@ def open_store(ref: StoreRef) -> Store:
 
 @functools.lru_cache(maxsize=256)
 def _open_cached(ref: StoreRef) -> Store:
-    from tasks.file_store import FileStore  # noqa: PLC0415 - each backend loads what it needs
-    from tasks.http_store import HttpStore  # noqa: PLC0415
-    from tasks.object_store import ObjectStore  # noqa: PLC0415
+    from stacflow.tasks.file_store import FileStore  # noqa: PLC0415 - each backend loads what it needs
+    from stacflow.tasks.http_store import HttpStore  # noqa: PLC0415
+    from stacflow.tasks.object_store import ObjectStore  # noqa: PLC0415
 
     if ref.kind == "file":
         return FileStore(ref)

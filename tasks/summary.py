@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tasks.report import Outcome, Result, Step
-from tasks.sizes import format_size
+from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.sizes import format_size
 
 FAILURES_SHOWN = 10
 

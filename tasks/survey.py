@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import AssetError
-from tasks.fanout import fan_out, shared_threads
-from tasks.moves import Move
-from tasks.opaque import Opaque
-from tasks.report import Outcome, Result, Step
-from tasks.stores import Facts, StoreRef, open_store
-from tasks.verified import verified_copy
+from stacflow.tasks.errors import AssetError
+from stacflow.tasks.fanout import fan_out, shared_threads
+from stacflow.tasks.moves import Move
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.stores import Facts, StoreRef, open_store
+from stacflow.tasks.verified import verified_copy
 
 if TYPE_CHECKING:
-    from tasks.object_store import ObjectStore
+    from stacflow.tasks.object_store import ObjectStore
 
 PLANNED = "to-copy"
 

@@ -13,14 +13,14 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tasks.checksum import is_sha256_multihash, sha256_multihash
-from tasks.errors import AssetError, ErrorClass
-from tasks.moves import Leg, Move, Record
-from tasks.stores import Facts, Writer, open_store
-from tasks.validate import mismatches
+from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
+from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.stores import Facts, Writer, open_store
+from stacflow.tasks.validate import mismatches
 
 if TYPE_CHECKING:
-    from tasks.relocate import CopyPolicy
+    from stacflow.tasks.relocate import CopyPolicy
 
 
 def copy_once(

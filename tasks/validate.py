@@ -24,14 +24,14 @@ from tenacity import (
     wait_random,
 )
 
-from tasks.checksum import is_sha256_multihash, sha256_multihash
-from tasks.errors import AssetError, ErrorClass, redact
-from tasks.fanout import fan_out, shared_threads
-from tasks.locks import LockRow
-from tasks.moves import Check
-from tasks.opaque import Opaque
-from tasks.report import Outcome, Result, Step
-from tasks.stores import FACT_NAMES, Facts, open_store
+from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
+from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.fanout import fan_out, shared_threads
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Check
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.stores import FACT_NAMES, Facts, open_store
 
 CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
 HTTP_TYPES = frozenset({"http", "https"})

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from tasks.checksum import is_sha256_multihash, sha256_multihash
-from tasks.errors import AssetError, ErrorClass
-from tasks.moves import Leg, Move, Record
-from tasks.stores import Store, open_store
+from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
+from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.stores import Store, open_store
 
 
 def verified_copy(move: Move, leg: Leg) -> Record | None:

@@ -114,8 +114,10 @@ def oam_s3(moto_endpoint: str, oam_data: Path) -> str:
 def _prefect_cache(request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> Path:
     """Where the template DB lives: pytest's cache dir, so it survives between sessions."""
     cache = getattr(request.config, "cache", None)
-    if cache is None:  # -p no:cacheprovider
-        return factory.mktemp("prefect-db")
+    if cache is None:  # -p no:cacheprovider: one template for the session, built once
+        shared = factory.getbasetemp() / "prefect-db"
+        shared.mkdir(exist_ok=True)
+        return shared
     return Path(cache.mkdir("prefect-db"))
 
 
@@ -153,6 +155,6 @@ def prefect_server(
 @pytest.fixture(autouse=True)
 def fresh_store_clients() -> None:
     """Each test opens its own connections, so attempt and request counts never depend on order."""
-    from tasks.stores import _open_cached  # noqa: PLC0415 - the process-wide client cache
+    from stacflow.tasks.stores import _open_cached  # noqa: PLC0415 - the process-wide client cache
 
     _open_cached.cache_clear()

@@ -7,10 +7,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks.checksum import sha256_multihash
-from tasks.items import table_from_items, write_items_table
-from tasks.locations import parse_href
-from tasks.locks import LockRow, write_lock
+from stacflow.tasks.checksum import sha256_multihash
+from stacflow.tasks.items import table_from_items, write_items_table
+from stacflow.tasks.locations import parse_href
+from stacflow.tasks.locks import LockRow, write_lock
 
 ORIGIN = "https://assets.example.test"
 LAST_MODIFIED = "2024-01-02T03:04:05+00:00"

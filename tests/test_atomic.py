@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tasks.atomic import TEMP_MARKER, atomic_write, write_bytes_atomic, write_text_atomic
+from stacflow.tasks.atomic import TEMP_MARKER, atomic_write, write_bytes_atomic, write_text_atomic
 
 
 def _leftovers(directory):

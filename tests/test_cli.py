@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from stacflow.flows.cli import main
 from tests.servers.s3 import create_bucket, put_object
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_a_failed_asset_exits_one_and_is_not_recorded(demo, prefect_harness, cap
     out = capsys.readouterr().out
     assert "FAILED" in out
     assert "flight-02/visual: failed: not found" in out
-    from tasks.locks import read_lock  # noqa: PLC0415
+    from stacflow.tasks.locks import read_lock  # noqa: PLC0415
 
     rows = read_lock(demo.parent / "demo" / "out" / "results" / "local.assets.lock.parquet")
     assert ("flight-02", "visual") not in {(r.item_id, r.asset_key) for r in rows}

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tasks.access import Access, Credentials, EnvRef, resolve_credentials
-from tasks.errors import InputError
-from tasks.stores import StoreRef, open_store
+from stacflow.tasks.access import Access, Credentials, EnvRef, resolve_credentials
+from stacflow.tasks.errors import InputError
+from stacflow.tasks.stores import StoreRef, open_store
 from tests.servers.s3 import put_object
 
 

@@ -25,7 +25,7 @@ def demo(tmp_path: Path) -> Path:
 def test_stacflow_run_sends_the_batches_to_the_dask_scheduler(demo, prefect_harness, capsys):
     from distributed import LocalCluster  # noqa: PLC0415
 
-    from flows.cli import main  # noqa: PLC0415
+    from stacflow.flows.cli import main  # noqa: PLC0415
 
     with LocalCluster(
         processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
@@ -42,13 +42,13 @@ def test_stacflow_run_sends_the_batches_to_the_dask_scheduler(demo, prefect_harn
 
 
 def test_the_deployment_entrypoint_takes_the_scheduler_from_the_environment(monkeypatch):
-    import flows.on_dask  # noqa: PLC0415
-    from flows.cli import DASK_ADDRESS_ENV  # noqa: PLC0415
+    from stacflow.flows import on_dask as on_dask_module  # noqa: PLC0415
+    from stacflow.flows.cli import DASK_ADDRESS_ENV  # noqa: PLC0415
 
-    assert DASK_ADDRESS_ENV == flows.on_dask.ADDRESS_ENV
+    assert DASK_ADDRESS_ENV == on_dask_module.ADDRESS_ENV
     monkeypatch.setenv(DASK_ADDRESS_ENV, "tcp://10.0.0.5:8786")
-    on_dask = importlib.reload(flows.on_dask).relocate_package_on_dask
+    on_dask = importlib.reload(on_dask_module).relocate_package_on_dask
     assert on_dask.name == "relocate-package"
     assert on_dask.task_runner.address == "tcp://10.0.0.5:8786"
     monkeypatch.delenv(DASK_ADDRESS_ENV)
-    assert importlib.reload(flows.on_dask).relocate_package_on_dask.task_runner.address is None
+    assert importlib.reload(on_dask_module).relocate_package_on_dask.task_runner.address is None

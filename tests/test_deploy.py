@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.items import items_from_table, read_items_table
-from tasks.locks import read_lock
-from tasks.report import read_report
+from stacflow.tasks.items import items_from_table, read_items_table
+from stacflow.tasks.locks import read_lock
+from stacflow.tasks.report import read_report
 from tests.packages import flip_byte_keeping_mtime
 from tests.servers.prefect_harness import _stop
 
@@ -53,12 +53,12 @@ def api(prefect_server):
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
-    """What a worker needs of the repo (code, specs, prefect.yaml), so outputs land in tmp."""
+    """What a worker needs beside the installed package (specs, prefect.yaml), so outputs land
+    in tmp; the entrypoints are module paths of the installed `stacflow`."""
     root = tmp_path_factory.mktemp("clone")
-    for folder in ("flows", "tasks", "specs"):
-        shutil.copytree(
-            REPO / folder, root / folder, ignore=shutil.ignore_patterns("out", "__pycache__")
-        )
+    shutil.copytree(
+        REPO / "specs", root / "specs", ignore=shutil.ignore_patterns("out", "__pycache__")
+    )
     shutil.copy(REPO / "prefect.yaml", root)
     return root
 
@@ -201,8 +201,8 @@ def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
         FlowRunFilterParentFlowRunId,
     )
 
-    from flows.cli import main  # noqa: PLC0415
-    from flows.relocate import relocate_package  # noqa: PLC0415
+    from stacflow.flows.cli import main  # noqa: PLC0415
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
 
     sharded, single = tmp_path / "sharded", tmp_path / "single"
     _demo_with_items(sharded, count=8)
@@ -251,8 +251,8 @@ def test_the_parameter_form_is_typed_and_a_bad_value_never_starts_a_run(stack):
     )
     from prefect.exceptions import PrefectHTTPStatusError  # noqa: PLC0415
 
-    from flows import cli  # noqa: PLC0415
-    from flows.shards import MAX_SHARDS  # noqa: PLC0415
+    from stacflow.flows import cli  # noqa: PLC0415
+    from stacflow.flows.shards import MAX_SHARDS  # noqa: PLC0415
 
     assert cli.MAX_SHARDS == MAX_SHARDS  # `stacflow run --shards` refuses what the flow refuses
     with get_client(sync_client=True) as client:
@@ -314,7 +314,7 @@ def test_stacflow_serve_runs_a_spec_on_an_interval(api, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "stacflow.flows.cli",
                 "serve",
                 str(specs / "demo.yaml"),
                 "--interval",
@@ -358,8 +358,8 @@ def test_require_workers_names_what_is_missing(api):
     from prefect import get_client  # noqa: PLC0415
     from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
 
-    from flows.server import require_workers  # noqa: PLC0415
-    from tasks.errors import UsageError  # noqa: PLC0415
+    from stacflow.flows.server import require_workers  # noqa: PLC0415
+    from stacflow.tasks.errors import UsageError  # noqa: PLC0415
 
     with pytest.raises(UsageError, match=r"no deployment relocate-package/nowhere on .*deploy"):
         require_workers("stacflow run --shards", "relocate-package/nowhere")
@@ -388,7 +388,7 @@ def test_require_workers_names_what_is_missing(api):
 def test_commands_that_need_a_server_refuse_without_one(argv, error, capsys):
     from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: PLC0415
 
-    from flows.cli import main  # noqa: PLC0415
+    from stacflow.flows.cli import main  # noqa: PLC0415
 
     spec = str(REPO / "specs" / argv[1])
     with temporary_settings(restore_defaults={PREFECT_API_URL}):

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tasks.fanout import fan_out, shared_threads
+from stacflow.tasks.fanout import fan_out, shared_threads
 
 
 def test_results_in_item_order_at_most_width_at_once():

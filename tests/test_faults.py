@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.access import Access
-from tasks.errors import ErrorClass
-from tasks.locations import Location
-from tasks.locks import LockRow
-from tasks.moves import Leg, Move
-from tasks.relocate import CopyPolicy, relocate_batch, relocate_one
-from tasks.report import Result, Step
-from tasks.stores import StoreRef
+from stacflow.tasks.access import Access
+from stacflow.tasks.errors import ErrorClass
+from stacflow.tasks.locations import Location
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Leg, Move
+from stacflow.tasks.relocate import CopyPolicy, relocate_batch, relocate_one
+from stacflow.tasks.report import Result, Step
+from stacflow.tasks.stores import StoreRef
 
 KEY = "upload/0/scene.tif"
 DATA = os.urandom(300_000)  # several chunks and socket buffers: cuts land mid-body

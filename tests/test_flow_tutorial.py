@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.errors import RunFailed
-from tasks.items import items_from_table, read_items_table
-from tasks.locks import LOCK_COLUMNS, read_lock
+from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.items import items_from_table, read_items_table
+from stacflow.tasks.locks import LOCK_COLUMNS, read_lock
 from tests.packages import flip_byte_keeping_mtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def tutorial(tmp_path, oam_data, oam_origin, oam_s3, moto_endpoint, monkeypatch,
 
 
 def run(**parameters):
-    from flows.relocate import relocate_package  # noqa: PLC0415 - Prefect only in flow tests
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415 - Prefect only in flow tests
 
     return relocate_package(spec_path=str(TUTORIAL_SPEC), **parameters)
 
@@ -84,7 +84,7 @@ def test_tutorial_relocates_enriches_and_validates(tutorial, oam_data):
 
 
 def test_rerun_copies_nothing_and_a_same_size_rewrite_is_caught(tutorial, oam_origin):
-    from flows.validate import validate_package  # noqa: PLC0415
+    from stacflow.flows.validate import validate_package  # noqa: PLC0415
 
     run()
     gets_before = oam_origin.count("GET")
@@ -114,7 +114,7 @@ def test_artifacts_of_a_run_can_be_read_back(tutorial):
         ArtifactFilterFlowRunId,
     )
 
-    from flows.relocate import relocate_package  # noqa: PLC0415
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
 
     state = relocate_package(spec_path=str(TUTORIAL_SPEC), return_state=True)
     assert state.is_completed()

@@ -16,12 +16,12 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from tasks import http_store
-from tasks.access import Access
-from tasks.buffers import MAX_READ
-from tasks.errors import AssetError, ErrorClass
-from tasks.http_store import HttpStore
-from tasks.stores import StoreRef
+from stacflow.tasks import http_store
+from stacflow.tasks.access import Access
+from stacflow.tasks.buffers import MAX_READ
+from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.http_store import HttpStore
+from stacflow.tasks.stores import StoreRef
 
 KEY = "upload/0/scene.tif"
 DATA = os.urandom(300_000)  # several chunks and socket buffers, so cuts land mid-body

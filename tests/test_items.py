@@ -13,10 +13,10 @@ import pytest
 import shapely
 from stac_geoparquet.arrow import stac_table_to_items
 
-from tasks.atomic import TEMP_MARKER
-from tasks.errors import InputError
-from tasks.geometry import GeometryError, geojson_to_wkb, wkb_to_geojson
-from tasks.items import (
+from stacflow.tasks.atomic import TEMP_MARKER
+from stacflow.tasks.errors import InputError
+from stacflow.tasks.geometry import GeometryError, geojson_to_wkb, wkb_to_geojson
+from stacflow.tasks.items import (
     ALTERNATE_EXTENSION,
     FILE_EXTENSION,
     Alternate,
@@ -29,7 +29,7 @@ from tasks.items import (
     table_from_items,
     write_items_table,
 )
-from tasks.locks import read_lock
+from stacflow.tasks.locks import read_lock
 
 DATA = Path(__file__).parent / "data" / "oam-austria"
 PKG_ITEMS = DATA / "openaerialmap-austria.pkg" / "items.parquet"

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from flows.compile import checked_path, compile_plan, safe_segment, target_path
-from flows.inputs import Inputs
-from flows.spec import Spec
-from tasks.errors import AssetError
-from tasks.file_store import FileStore
-from tasks.locks import LockRow
-from tasks.stores import StoreRef
+from stacflow.flows.compile import checked_path, compile_plan, safe_segment, target_path
+from stacflow.flows.inputs import Inputs
+from stacflow.flows.spec import Spec
+from stacflow.tasks.errors import AssetError
+from stacflow.tasks.file_store import FileStore
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.stores import StoreRef
 
 ROOT = Path("/srv/target")
 STORE = FileStore(StoreRef("file", None, str(ROOT)))

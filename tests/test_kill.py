@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.locks import read_lock
+from stacflow.tasks.locks import read_lock
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
 
 LARGE = 48 * 1024 * 1024
@@ -39,7 +39,7 @@ outputs: {folder / "out"}
 
 def _stacflow(spec: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", str(spec)],
+        [sys.executable, "-m", "stacflow.flows.cli", "run", str(spec)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

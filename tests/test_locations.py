@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.errors import InputError, UsageError
-from tasks.locations import Location, normalise_store_type, parse_href, to_href
+from stacflow.tasks.errors import InputError, UsageError
+from stacflow.tasks.locations import Location, normalise_store_type, parse_href, to_href
 
 HOST = "https://oin-hotosm-temp.s3.amazonaws.com"
 

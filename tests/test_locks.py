@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.atomic import TEMP_MARKER
-from tasks.errors import InputError
-from tasks.locations import Location
-from tasks.locks import (
+from stacflow.tasks.atomic import TEMP_MARKER
+from stacflow.tasks.errors import InputError
+from stacflow.tasks.locations import Location
+from stacflow.tasks.locks import (
     LOCK_COLUMNS,
     LOCK_SCHEMA,
     LockRow,

@@ -8,8 +8,8 @@ import threading
 from prefect import flow, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 
-from tasks.artifacts import Progress, report_progress
-from tasks.report import Outcome, Result, Step
+from stacflow.tasks.artifacts import Progress, report_progress
+from stacflow.tasks.report import Outcome, Result, Step
 
 
 def _outcome(index: int, store: str = "local") -> Outcome:

@@ -16,23 +16,23 @@ from pathlib import Path
 import obstore
 import pytest
 
-from flows.compile import compile_plan
-from flows.inputs import Inputs
-from flows.spec import Spec
-from tasks.access import Access
-from tasks.atomic import TEMP_MARKER
-from tasks.checksum import sha256_multihash
-from tasks.errors import ErrorClass
-from tasks.file_store import stat_facts
-from tasks.locations import Location
-from tasks.locks import LockRow, read_lock
-from tasks.moves import Leg, Move, Record
-from tasks.object_store import MIN_PART_SIZE
-from tasks.relocate import NOT_ATTEMPTED, CopyPolicy, relocate_batch, relocate_one
-from tasks.report import Result
-from tasks.state import append_records, read_records
-from tasks.stores import StoreRef, iso
-from tasks.survey import PLANNED, survey
+from stacflow.flows.compile import compile_plan
+from stacflow.flows.inputs import Inputs
+from stacflow.flows.spec import Spec
+from stacflow.tasks.access import Access
+from stacflow.tasks.atomic import TEMP_MARKER
+from stacflow.tasks.checksum import sha256_multihash
+from stacflow.tasks.errors import ErrorClass
+from stacflow.tasks.file_store import stat_facts
+from stacflow.tasks.locations import Location
+from stacflow.tasks.locks import LockRow, read_lock
+from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.object_store import MIN_PART_SIZE
+from stacflow.tasks.relocate import NOT_ATTEMPTED, CopyPolicy, relocate_batch, relocate_one
+from stacflow.tasks.report import Result
+from stacflow.tasks.state import append_records, read_records
+from stacflow.tasks.stores import StoreRef, iso
+from stacflow.tasks.survey import PLANNED, survey
 from tests.servers import s3
 
 LAST_MODIFIED = "Mon, 12 Sep 2022 09:43:21 GMT"
@@ -588,8 +588,8 @@ def test_a_copy_a_killed_run_did_not_flush_is_hashed_again_before_it_is_trusted(
 
 
 def test_a_second_run_of_the_same_outputs_is_refused_and_a_killed_one_is_noticed(tmp_path):
-    from tasks.errors import UsageError  # noqa: PLC0415
-    from tasks.state import run_lock  # noqa: PLC0415
+    from stacflow.tasks.errors import UsageError  # noqa: PLC0415
+    from stacflow.tasks.state import run_lock  # noqa: PLC0415
 
     with run_lock(tmp_path) as killed:
         assert killed is False
@@ -608,7 +608,7 @@ def test_a_second_run_of_the_same_outputs_is_refused_and_a_killed_one_is_noticed
 def test_a_first_run_into_an_empty_s3_prefix_lists_it_instead_of_a_head_per_key(
     served, tmp_path, moto_endpoint, s3_bucket
 ):
-    from tasks.survey import with_listings  # noqa: PLC0415
+    from stacflow.tasks.survey import with_listings  # noqa: PLC0415
 
     rows = [
         replace(row, file_checksum=sha256_multihash(hashlib.sha256(ASSETS[row.key]).digest()))
@@ -628,15 +628,15 @@ def test_a_first_run_into_an_empty_s3_prefix_lists_it_instead_of_a_head_per_key(
 def test_a_prefix_crowded_with_other_objects_is_not_listed_to_its_end(
     served, tmp_path, moto_endpoint, s3_bucket, monkeypatch
 ):
-    import tasks.survey  # noqa: PLC0415
+    from stacflow.tasks import survey  # noqa: PLC0415
 
-    monkeypatch.setattr(tasks.survey, "LIST_PER_KEY", 1)
-    monkeypatch.setattr(tasks.survey, "LIST_PAGE", 2)
+    monkeypatch.setattr(survey, "LIST_PER_KEY", 1)
+    monkeypatch.setattr(survey, "LIST_PAGE", 2)
     bucket = s3.s3_store(moto_endpoint, s3_bucket)
     for i in range(6):  # more than 1 per key + 2 for the 3 keys of the lock
         obstore.put(bucket, f"mirror/x/someone-else/{i}.tif", b"x")
     target = {"bucket": _s3(moto_endpoint, s3_bucket, prefix="mirror/x")}
-    moves = tasks.survey.with_listings(_plan(tmp_path, served, _lock(served), target).moves)
+    moves = survey.with_listings(_plan(tmp_path, served, _lock(served), target).moves)
     assert not any(leg.was_listed for m in moves for leg in m.legs)
     assert {m.outcome.outcome for m in relocate_batch(moves, FAST)} == {Result.COPIED}
 
@@ -644,7 +644,7 @@ def test_a_prefix_crowded_with_other_objects_is_not_listed_to_its_end(
 def test_a_rerun_into_s3_lists_the_target_once_instead_of_a_head_per_key(
     served, tmp_path, moto_endpoint, s3_bucket
 ):
-    from tasks.survey import with_listings  # noqa: PLC0415
+    from stacflow.tasks.survey import with_listings  # noqa: PLC0415
 
     rows = _lock(served)
     target = {"bucket": _s3(moto_endpoint, s3_bucket, prefix="mirror/x")}

@@ -8,9 +8,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from tasks.access import Access, ResolvedKeys
-from tasks.s3_uploads import abort_stale_uploads, sigv4_headers
-from tasks.stores import StoreRef
+from stacflow.tasks.access import Access, ResolvedKeys
+from stacflow.tasks.s3_uploads import abort_stale_uploads, sigv4_headers
+from stacflow.tasks.stores import StoreRef
 from tests.servers.s3 import KEY_ID, REGION, SECRET, list_multipart_uploads
 from tests.servers.s3 import client as s3_client
 
@@ -60,9 +60,9 @@ def test_only_the_plans_stale_uploads_are_aborted(moto_endpoint, s3_bucket, monk
 def test_a_batch_aborts_the_uploads_a_killed_run_left_on_its_keys(
     moto_endpoint, s3_bucket, tmp_path, origin
 ):
-    from tasks.locks import LockRow  # noqa: PLC0415
-    from tasks.moves import Leg, Move  # noqa: PLC0415
-    from tasks.relocate import CopyPolicy, relocate_batch  # noqa: PLC0415
+    from stacflow.tasks.locks import LockRow  # noqa: PLC0415
+    from stacflow.tasks.moves import Leg, Move  # noqa: PLC0415
+    from stacflow.tasks.relocate import CopyPolicy, relocate_batch  # noqa: PLC0415
 
     client = s3_client(moto_endpoint)
     client.create_multipart_upload(Bucket=s3_bucket, Key="m/a.bin")

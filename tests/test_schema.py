@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from flows.cli import main
-from flows.inputs import load_spec
-from flows.schema import INTERPOLATION, spec_schema
+from stacflow.flows.cli import main
+from stacflow.flows.inputs import load_spec
+from stacflow.flows.schema import INTERPOLATION, spec_schema
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "stacflow.schema.json"

@@ -15,15 +15,15 @@ from pathlib import Path
 import obstore
 import pytest
 
-from tasks.items import items_from_table, read_items_table
-from tasks.locks import read_lock
+from stacflow.tasks.items import items_from_table, read_items_table
+from stacflow.tasks.locks import read_lock
 from tests.servers.s3 import s3_store
 
 OAM_ORIGIN = "https://oin-hotosm-temp.s3.amazonaws.com/"
 
 
 def relocate(spec: Path) -> dict:
-    from flows.relocate import relocate_package  # noqa: PLC0415 - Prefect only in flow tests
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415 - Prefect only in flow tests
 
     return relocate_package(spec_path=str(spec))
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.inputs import load_spec
-from flows.spec import (
+from stacflow.flows.inputs import load_spec
+from stacflow.flows.spec import (
     DEFAULT_BATCH_ASSETS,
     DEFAULT_MAX_WORKERS,
     FileStore,
@@ -18,8 +18,8 @@ from flows.spec import (
     Spec,
     Validate,
 )
-from tasks.access import Access, EnvRef, resolve_credentials
-from tasks.errors import InputError, SpecError
+from stacflow.tasks.access import Access, EnvRef, resolve_credentials
+from stacflow.tasks.errors import InputError, SpecError
 
 OAM = Path(__file__).resolve().parent / "data" / "oam-austria"
 PACKAGE = OAM / "openaerialmap-austria.pkg"

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import pytest
 
-import flows.planview
-import flows.relocate
-import flows.validate
-from flows.cli import main
-from tasks.errors import UsageError
+from stacflow.flows import planview, relocate, validate
+from stacflow.flows.cli import main
+from stacflow.tasks.errors import UsageError
 
 HERE = Path(__file__).parent
 BROKEN = sorted((HERE / "specs" / "broken").glob("*.yaml"))
@@ -71,7 +69,7 @@ def sandbox(tmp_path: Path) -> Path:
 def preflight(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     """The errors the CLI's preflight raised; a flow that starts anyway fails the test."""
     raised: list[BaseException] = []
-    check_spec = flows.planview.check_spec
+    check_spec = planview.check_spec
 
     def spy(*args: object, **kwargs: object) -> object:
         try:
@@ -83,9 +81,9 @@ def preflight(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     def no_flow(*args: object, **kwargs: object) -> None:
         pytest.fail("the flow was called: the preflight let a broken spec through to Prefect")
 
-    monkeypatch.setattr(flows.planview, "check_spec", spy)
-    monkeypatch.setattr(flows.relocate, "relocate_package", no_flow)
-    monkeypatch.setattr(flows.validate, "validate_package", no_flow)
+    monkeypatch.setattr(planview, "check_spec", spy)
+    monkeypatch.setattr(relocate, "relocate_package", no_flow)
+    monkeypatch.setattr(validate, "validate_package", no_flow)
     return raised
 
 
@@ -166,6 +164,6 @@ def test_the_good_twin_passes_the_preflight(sandbox, preflight):
     """Every broken spec is this one with one mistake: it must be the mistake that fails."""
     copy = sandbox / "specs" / "good" / "oam-austria.yaml"
     before = snapshot(sandbox)
-    spec = flows.planview.check_spec(copy, None)
+    spec = planview.check_spec(copy, None)
     assert spec.name == "openaerialmap-austria"
     assert snapshot(sandbox) == before

@@ -17,8 +17,15 @@ from pydantic import (
     model_validator,
 )
 
-from flows.specfile import MAX_VALUES, LineIndex, SpecFieldError, load_model, load_yaml, validate
-from tasks.errors import SpecError
+from stacflow.flows.specfile import (
+    MAX_VALUES,
+    LineIndex,
+    SpecFieldError,
+    load_model,
+    load_yaml,
+    validate,
+)
+from stacflow.tasks.errors import SpecError
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
 

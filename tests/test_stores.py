@@ -13,12 +13,12 @@ from pathlib import Path
 import obstore
 import pytest
 
-from tasks.access import Access
-from tasks.atomic import TEMP_MARKER
-from tasks.errors import AssetError, ErrorClass
-from tasks.file_store import FileStore, stat_facts
-from tasks.object_store import MIN_PART_SIZE, ObjectStore
-from tasks.stores import StoreRef, open_store
+from stacflow.tasks.access import Access
+from stacflow.tasks.atomic import TEMP_MARKER
+from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.file_store import FileStore, stat_facts
+from stacflow.tasks.object_store import MIN_PART_SIZE, ObjectStore
+from stacflow.tasks.stores import StoreRef, open_store
 from tests.servers import s3
 
 CHUNK = 64 * 1024
@@ -140,7 +140,7 @@ def test_sweep_removes_the_staging_of_a_killed_write(tmp_path, name):
 
 
 def test_sweep_of_many_paths_lists_each_folder_once(tmp_path, monkeypatch):
-    import tasks.file_store  # noqa: PLC0415
+    from stacflow.tasks import file_store  # noqa: PLC0415
 
     names = [f"a{i}.tif" for i in range(50)]
     for folder in ("flat", "other"):
@@ -150,8 +150,8 @@ def test_sweep_of_many_paths_lists_each_folder_once(tmp_path, monkeypatch):
             (tmp_path / folder / f".{name}{TEMP_MARKER}{'0' * 32}").write_bytes(b"debris")
     (tmp_path / "flat" / "a1.tif#7").write_bytes(b"debris")
     listings = []
-    real = tasks.file_store.os.scandir
-    monkeypatch.setattr(tasks.file_store.os, "scandir", lambda p: listings.append(p) or real(p))
+    real = file_store.os.scandir
+    monkeypatch.setattr(file_store.os, "scandir", lambda p: listings.append(p) or real(p))
 
     paths = [f"{folder}/{name}" for folder in ("flat", "other") for name in names[:40]]
     assert _file_store(tmp_path).sweep([*paths, "../escape.tif"]) == 81

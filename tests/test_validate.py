@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tasks.access import Access, Credentials, EnvRef
-from tasks.checksum import sha256_multihash
-from tasks.derive import derive_facts
-from tasks.errors import ErrorClass, InputError
-from tasks.file_store import stat_facts
-from tasks.locks import LockRow, read_lock
-from tasks.moves import Check
-from tasks.report import Result, Step
-from tasks.stores import Facts, StoreRef, _open_cached
-from tasks.validate import mismatches, missing_fields, validate_checks, validation_line
+from stacflow.tasks.access import Access, Credentials, EnvRef
+from stacflow.tasks.checksum import sha256_multihash
+from stacflow.tasks.derive import derive_facts
+from stacflow.tasks.errors import ErrorClass, InputError
+from stacflow.tasks.file_store import stat_facts
+from stacflow.tasks.locks import LockRow, read_lock
+from stacflow.tasks.moves import Check
+from stacflow.tasks.report import Result, Step
+from stacflow.tasks.stores import Facts, StoreRef, _open_cached
+from stacflow.tasks.validate import mismatches, missing_fields, validate_checks, validation_line
 from tests.servers import s3
 
 HTTPS_LOCK = "openaerialmap-austria.pkg/assets.lock.parquet"
@@ -352,7 +352,7 @@ def test_derive_of_a_missing_object_is_a_failed_outcome(oam_origin, oam_data):
 
 
 def test_a_file_etag_is_stacpkgs_unquoted_inode_mtime_size(tmp_path):
-    from tasks.file_store import stat_facts  # noqa: PLC0415
+    from stacflow.tasks.file_store import stat_facts  # noqa: PLC0415
 
     path = tmp_path / "a.bin"
     path.write_bytes(b"x" * 1000)
@@ -361,7 +361,7 @@ def test_a_file_etag_is_stacpkgs_unquoted_inode_mtime_size(tmp_path):
 
 
 def test_an_etag_with_or_without_its_quotes_is_the_same_tag():
-    from tasks.validate import mismatches  # noqa: PLC0415
+    from stacflow.tasks.validate import mismatches  # noqa: PLC0415
 
     row = LockRow("i", "a", "file", None, None, "/x", 3, '"20e901-660c56e223c34-1"')
     assert mismatches(row, Facts(3, "20e901-660c56e223c34-1", None)) == []

@@ -14,10 +14,10 @@ import random
 import shutil
 from pathlib import Path
 
-from tasks.checksum import sha256_multihash
-from tasks.items import table_from_items, write_items_table
-from tasks.locations import parse_href
-from tasks.locks import LockRow, write_lock
+from stacflow.tasks.checksum import sha256_multihash
+from stacflow.tasks.items import table_from_items, write_items_table
+from stacflow.tasks.locations import parse_href
+from stacflow.tasks.locks import LockRow, write_lock
 
 HERE = Path(__file__).parent
 ORIGIN = "https://demo-imagery.stacflow.invalid"

@@ -49,7 +49,9 @@ def template_db(cache_dir: Path) -> Path:
             {ps.PREFECT_HOME: Path(home), ps.PREFECT_SERVER_DATABASE_CONNECTION_URL: url}
         ),
     ):
-        server = SubprocessASGIServer(port=None)
+        # A port of its own: SubprocessASGIServer is a singleton per port, and port=None is the
+        # session harness's instance, which stop() would kill under the running tests.
+        server = SubprocessASGIServer(port=_free_port())
         server.start(timeout=STARTUP_TIMEOUT)
         server.stop()
     # The server leaves the schema in the WAL; fold it in, or a copied file is an empty DB.
