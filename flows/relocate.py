@@ -36,7 +36,7 @@ from stacflow.tasks.outputs import (
     write_validation,
 )
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
-from stacflow.tasks.report import Outcome, Step, write_report
+from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, run_lock, settle_journal
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
@@ -186,7 +186,7 @@ def settle_run(
     problem: str | None = None,
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
-    flush_s = flush_targets_task([t.store for t in plan.targets])
+    flush_s = flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
     locks, alternates = record_relocations(plan, inputs, outcomes)
     enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
@@ -202,6 +202,15 @@ def settle_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         files=files,
+    )
+
+
+def copied_to(target: str, outcomes: Sequence[Outcome]) -> bool:
+    """Whether this run wrote a copy into `target`: only then is there anything to flush (a
+    target that got none may not even exist: every asset failed before a byte was written)."""
+    return any(
+        o.store == target and o.step == Step.RELOCATE and o.outcome == Result.COPIED
+        for o in outcomes
     )
 
 

@@ -58,6 +58,19 @@ class ErrorClass(StrEnum):
     DRIFT = "drift"
 
 
+class Reach(StrEnum):
+    """How far a failure reaches beyond the asset it happened to.
+
+    `connection`: the store did not answer at all (refused, DNS failure, connect timeout); a few
+    in a row mean it is down. `store`: the store refuses every write (disk full, read-only, no
+    such bucket, root not a folder); one means every later write fails the same way.
+    """
+
+    ASSET = "asset"
+    CONNECTION = "connection"
+    STORE = "store"
+
+
 class AssetError(StacflowError):
     """One asset failed at one store; carried into the report, never shown as a traceback."""
 
@@ -68,11 +81,13 @@ class AssetError(StacflowError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        reach: Reach = Reach.ASSET,
     ) -> None:
         self.error_class = error_class
         self.message = redact(message)
         self.status = status
         self.retry_after = retry_after
+        self.reach = reach
         super().__init__(self.message)
 
 

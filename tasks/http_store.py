@@ -9,6 +9,7 @@ each worker thread keeps its own keep-alive connection per host.
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import NoReturn
 from urllib.parse import quote, urljoin, urlsplit
 
 from stacflow.tasks.buffers import read_buffer
-from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
 from stacflow.tasks.stores import Facts, StoreRef, Writer, iso, status_error
 
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -118,6 +119,8 @@ class HttpStore:
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         headers = {"User-Agent": "stacflow", **headers}
         connection = self._connection(origin)
+        if connection.sock is None:
+            _connect(connection, origin)
         for attempt in (1, 2):
             reused = connection.stacflow_reused
             try:
@@ -306,6 +309,39 @@ def _retry_after(response: http.client.HTTPResponse) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def _connect(connection: _Connection, origin: str) -> None:
+    """Open the connection on its own, so a store that does not answer at all (refused, no such
+    host, connect timeout) is told apart from one that fails mid-request: only the former
+    counts toward declaring the store down."""
+    try:
+        connection.connect()
+    except ssl.SSLCertVerificationError as exc:
+        connection.close()
+        raise AssetError(
+            ErrorClass.PERMANENT, f"TLS certificate rejected by {redact(origin)}: {exc}"
+        ) from None
+    except ssl.SSLError:
+        connection.close()
+        raise  # a handshake cut off: retried like any failure mid-request
+    except OSError as exc:
+        connection.close()
+        raise AssetError(
+            ErrorClass.TRANSIENT, unreachable_cause(exc, origin), reach=Reach.CONNECTION
+        ) from None
+
+
+def unreachable_cause(exc: OSError, origin: str) -> str:
+    """Why a connection could not be opened, in the words a user searches for."""
+    host = urlsplit(origin).hostname or origin
+    if isinstance(exc, socket.gaierror):
+        return f"DNS lookup failed for {host} ({exc.strerror}): {redact(origin)}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused: {redact(origin)}"
+    if isinstance(exc, TimeoutError):
+        return f"connect timed out: {redact(origin)}"
+    return f"cannot connect ({exc.strerror or exc.__class__.__name__}): {redact(origin)}"
 
 
 def _raise_network(exc: BaseException, where: str) -> NoReturn:

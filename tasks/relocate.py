@@ -234,7 +234,11 @@ class _Retry(AssetError):
 
     def __init__(self, legs: list[Leg], cause: AssetError) -> None:
         super().__init__(
-            ErrorClass.TRANSIENT, cause.message, status=cause.status, retry_after=cause.retry_after
+            ErrorClass.TRANSIENT,
+            cause.message,
+            status=cause.status,
+            retry_after=cause.retry_after,
+            reach=cause.reach,
         )
         self.legs = legs
 
