@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from stacflow.flows.relocate import RunOverrides
 
+COMMAND_BEGAN = time.monotonic()
 # flows.on_dask.ADDRESS_ENV and flows.shards.MAX_SHARDS, without importing Prefect to parse args
 DASK_ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
 MAX_SHARDS = 64
@@ -45,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
     except RunFailed as error:
-        print(error, file=sys.stdout)
+        summary = error.summary
+        print(summary.text_for_command(COMMAND_BEGAN) if summary else error, file=sys.stdout)
         return 1
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
@@ -128,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
+    from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
 
     _preflight(args.spec, args.targets)
+    quiet_said_failures()
     overrides = RunOverrides(
         max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
     )
@@ -143,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             overrides=overrides,
         )
-    print(result["text"])
+    print(result["summary"].text_for_command(COMMAND_BEGAN))
     return 0
 
 
@@ -193,10 +198,12 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from stacflow.flows.validate import validate_package  # noqa: PLC0415
+    from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
 
     _preflight(args.spec, None)
+    quiet_said_failures()
     result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
-    print(result["text"])
+    print(result["summary"].text_for_command(COMMAND_BEGAN))
     return 0
 
 

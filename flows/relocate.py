@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
 from stacflow.flows.spec import Spec
+from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.derive import derive_batch_task, locate_assets
 from stacflow.tasks.errors import RunFailed
@@ -72,6 +73,7 @@ class RunOverrides(BaseModel):
     "the new alternates, and validate the remote and relocated locks.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
 )
+@ends_in_verdict
 def relocate_package(
     spec_path: str = "specs/demo.yaml",
     targets: list[str] | None = None,
@@ -317,11 +319,12 @@ def finish_run(
             [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
         ),
         dry_run=dry_run,
+        began=started,
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
-    get_run_logger().info("%s", summary.text())
     if not summary.ok:
-        raise RunFailed(summary.text())
+        raise RunFailed(summary.text(), summary)
+    get_run_logger().info("%s", summary.text())
     return run_result(summary, plan)
 
 
@@ -340,6 +343,7 @@ def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:
             for outcome, (count, _) in row.items()
         },
         "text": summary.text(),
+        "summary": summary,
     }
 
 

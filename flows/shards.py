@@ -35,6 +35,7 @@ from stacflow.flows.relocate import (
     relocate_assets,
     settle_run,
 )
+from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.report import Outcome, read_report, write_report
 from stacflow.tasks.state import STATE_DIR, run_lock
 
@@ -71,6 +72,7 @@ class Shard(BaseModel):
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
 )
+@ends_in_verdict
 def relocate_shard(
     spec_path: str,
     shard: Shard,
@@ -119,6 +121,7 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),
 )
+@ends_in_verdict
 def relocate_in_shards(
     spec_path: str = "specs/demo.yaml",
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 2,

@@ -16,6 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from stacflow.flows.compile import compile_plan
 from stacflow.flows.inputs import load_inputs, load_spec, previous_records
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
+from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
 
@@ -26,6 +27,7 @@ from stacflow.tasks.outputs import OutputPaths
     "fails when any asset drifted or went missing.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
 )
+@ends_in_verdict
 def validate_package(
     spec_path: str = "specs/demo.yaml",
     locks: list[str] | None = None,

@@ -46,7 +46,17 @@ class PlanConflict(UsageError):
 
 
 class RunFailed(StacflowError):
-    """The run finished its work but some assets failed, drifted or did not validate."""
+    """The run finished its work but some assets failed, drifted or did not validate.
+
+    `summary` (a `Summary`) lets the caller render the verdict with its own timing.
+    """
+
+    def __init__(self, message: str, summary: object | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[type[RunFailed], tuple[str, object | None]]:
+        return (type(self), (str(self), self.summary))
 
 
 class ErrorClass(StrEnum):

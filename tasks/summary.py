@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ class Summary:
     outputs: tuple[str, ...] = field(default=())
     checksum_locks: frozenset[str] = frozenset()
     dry_run: bool = False
+    began: float | None = None
+    """`time.monotonic()` when the run's own work began, so the process that started it can
+    tell its own start-up (Prefect's) from the run."""
 
     @property
     def ok(self) -> bool:
@@ -51,7 +55,14 @@ class Summary:
     def throughput(self) -> float:
         return self.copied_bytes / self.byte_phase_s if self.byte_phase_s > 0 else 0.0
 
-    def text(self) -> str:
+    @property
+    def failed_assets(self) -> int:
+        """Assets with at least one failed outcome: one asset failing at two targets is one."""
+        return len({(o.item_id, o.asset_key) for o in self.failures})
+
+    def text(self, finished: str | None = None) -> str:
+        """For a terminal and the flow run's log; `finished` replaces the last line (the CLI
+        times the whole command)."""
         lines = [
             f"stacflow: {self.name}: {'plan only (dry run)' if self.dry_run else self._verdict()}"
         ]
@@ -76,8 +87,19 @@ class Summary:
                 f"  … and {len(self.failures) - FAILURES_SHOWN} more failures (see the report)"
             )
         lines.extend(f"  wrote {path}" for path in self.outputs)
-        lines.append(f"  finished in {self.elapsed_s:.1f} s")
+        lines.append(finished or f"  finished in {self.elapsed_s:.1f} s")
         return "\n".join(lines)
+
+    def text_for_command(self, command_began: float) -> str:
+        """What a command prints: the whole command timed, Prefect's start-up shown apart (both
+        `time.monotonic()` values of the process that ran the flow)."""
+        total = time.monotonic() - command_began
+        if self.began is None or self.began < command_began:
+            return self.text(finished=f"  finished in {total:.1f} s")
+        return self.text(
+            finished=f"  finished in {total:.1f} s (Prefect start "
+            f"{self.began - command_began:.1f} s, run {self.elapsed_s:.1f} s)"
+        )
 
     def markdown(self) -> str:
         parts = [f"# {self.name}: {self._verdict()}", ""]
@@ -128,7 +150,8 @@ class Summary:
     def _verdict(self) -> str:
         if self.ok:
             return "OK"
-        return f"FAILED ({len(self.failures)} asset outcomes failed)"
+        count = self.failed_assets
+        return f"FAILED ({count} asset{'' if count == 1 else 's'} failed)"
 
 
 def _cells(row: dict[str, tuple[int, int]]) -> str:
