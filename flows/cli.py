@@ -28,15 +28,16 @@ if TYPE_CHECKING:
 
     from stacflow.flows.relocate import RunOverrides
 
-COMMAND_BEGAN = time.monotonic()
 # flows.on_dask.ADDRESS_ENV and flows.shards.MAX_SHARDS, without importing Prefect to parse args
 DASK_ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
 MAX_SHARDS = 64
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    began = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.began = began
     if not getattr(args, "verbose", True):
         # The terminal gets the progress line and the summary; the flow run's page keeps every
         # log line (only the console handler is quietened, and only before Prefect is imported).
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RunFailed as error:
         summary = error.summary
-        print(summary.text_for_command(COMMAND_BEGAN) if summary else error, file=sys.stdout)
+        print(summary.text_for_command(began) if summary else error, file=sys.stdout)
         return 1
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
@@ -148,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             overrides=overrides,
         )
-    print(result["summary"].text_for_command(COMMAND_BEGAN))
+    print(result["summary"].text_for_command(args.began))
     return 0
 
 
@@ -203,7 +204,7 @@ def _check(args: argparse.Namespace) -> int:
     _preflight(args.spec, None)
     quiet_said_failures()
     result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
-    print(result["summary"].text_for_command(COMMAND_BEGAN))
+    print(result["summary"].text_for_command(args.began))
     return 0
 
 

@@ -7,10 +7,12 @@ transient failure, told apart only by its message; `_classify` is the only place
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import socket
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import (
@@ -24,7 +26,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 
 from stacflow.tasks.access import resolve_credentials
 from stacflow.tasks.buffers import MAX_READ
-from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
 from stacflow.tasks.s3_uploads import abort_stale_uploads
 from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
 
@@ -81,11 +83,11 @@ class ObjectStore:
             with obstore.open_writer(
                 self.store, path, buffer_size=part, max_concurrency=PART_CONCURRENCY
             ) as handle:
-                yield _ObjectWriter(handle, where)
+                yield _ObjectWriter(handle, where, self._write_error)
         except AssetError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _classify(exc, where) from None
+            raise self._write_error(exc, where) from None
 
     def sweep(self, paths: Iterable[str]) -> int:
         """Abort the multipart uploads a killed run left open on `paths`, begun before now (S3:
@@ -96,6 +98,16 @@ class ObjectStore:
 
     def flush(self) -> None:
         """An object is durable once its PUT (or multipart completion) is answered."""
+
+    def _write_error(self, exc: BaseException, where: str) -> AssetError:
+        """obstore's writer drops the cause of "error sending request": a store that does not
+        answer at all is told from one that cut a request off by opening a connection to it."""
+        error = _classify(exc, where)
+        if error.reach == Reach.ASSET and "error sending request" in error.message:
+            cause = unreachable_endpoint(self.ref)
+            if cause is not None:
+                return AssetError(ErrorClass.TRANSIENT, f"{cause}: {where}", reach=Reach.CONNECTION)
+        return error
 
 
 class _ObjectReader:
@@ -116,15 +128,41 @@ class _ObjectWriter:
     """obstore keeps each buffer it is given, uncopied, until its part is sent; readers reuse
     theirs for the next chunk, so a chunk is copied here. Errors are classified like the rest."""
 
-    def __init__(self, handle: Any, where: str) -> None:
+    def __init__(
+        self, handle: Any, where: str, classify: Callable[[BaseException, str], AssetError]
+    ) -> None:
         self._handle = handle
         self._where = where
+        self._classify = classify
 
     def write(self, chunk: Chunk) -> None:
         try:
             self._handle.write(bytes(chunk))
         except Exception as exc:  # noqa: BLE001
-            raise _classify(exc, self._where) from None
+            raise self._classify(exc, self._where) from None
+
+
+def unreachable_endpoint(ref: StoreRef) -> str | None:
+    """Why no TCP connection to the store's endpoint opens (None: it does, or the store is
+    not S3 and names no endpoint), within its connect timeout."""
+    if ref.kind != "s3" and not ref.access.endpoint:
+        return None
+    parts = urlsplit(
+        ref.access.endpoint or f"https://s3.{ref.access.region or 'us-east-1'}.amazonaws.com"
+    )
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    timeout = ref.access.connect_timeout.total_seconds()
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return "DNS lookup failed"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return "connect timed out"
+    except OSError as exc:
+        return f"cannot connect ({exc.strerror or exc.__class__.__name__})"
 
 
 def _facts(meta: dict[str, Any]) -> Facts:
@@ -179,6 +217,8 @@ def _build(ref: StoreRef) -> Any:
 
 
 def _classify(exc: BaseException, where: str) -> AssetError:
+    if (whole_store := _store_failure(exc, where)) is not None:
+        return whole_store
     if isinstance(exc, FileNotFoundError):
         return AssetError(ErrorClass.PERMANENT, f"not found: {where}", status=404)
     if isinstance(exc, UnauthenticatedError | PermissionDeniedError | PermissionError):
@@ -194,3 +234,35 @@ def _classify(exc: BaseException, where: str) -> AssetError:
     if isinstance(exc, BaseError | ValueError | OSError):
         return AssetError(ErrorClass.PERMANENT, f"{summary}: {where}", status=code)
     raise exc
+
+
+def _store_failure(exc: BaseException, where: str) -> AssetError | None:
+    """A failure of the whole store, not of one object: its bucket is missing, or no
+    connection to it could be opened."""
+    if not isinstance(exc, FileNotFoundError | GenericError):
+        return None
+    text = str(exc)
+    if "<Code>NoSuchBucket</Code>" in text:
+        return AssetError(
+            ErrorClass.PERMANENT,
+            f"bucket not found (NoSuchBucket): {where}",
+            status=404,
+            reach=Reach.STORE,
+        )
+    if isinstance(exc, GenericError) and (cause := _connect_failure(text)):
+        return AssetError(ErrorClass.TRANSIENT, f"{cause}: {where}", reach=Reach.CONNECTION)
+    return None
+
+
+def _connect_failure(text: str) -> str | None:
+    """Why no connection could be opened, from the debug text of obstore's error (its only
+    record of it); None when the store did answer."""
+    if "ConnectError(" not in text and "kind: Connect," not in text:
+        return None
+    if "dns error" in text:
+        return "DNS lookup failed"
+    if "ConnectionRefused" in text:
+        return "connection refused"
+    if "timed out" in text.lower() or "TimedOut" in text:
+        return "connect timed out"
+    return "cannot connect"

@@ -24,8 +24,9 @@ from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from stacflow.tasks.artifacts import report_progress
+from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash
-from stacflow.tasks.errors import AssetError, ErrorClass, StacflowError
+from stacflow.tasks.errors import AssetError, ErrorClass, Reach, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.opaque import Opaque
@@ -129,23 +130,7 @@ def sweep_leftovers(moves: Sequence[Move]) -> int:
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     """One outcome per leg, in leg order."""
     started = time.monotonic()
-    done: dict[str, Moved] = {}
-    pending: list[Leg] = []
-    provable = is_sha256_multihash(move.expected_checksum)
-    for leg in move.legs:
-        if leg.previous is None and not provable:
-            pending.append(leg)  # nothing could prove a copy there: no need to look
-            continue
-        try:
-            existing = verified_copy(move, leg)
-        except AssetError:
-            existing = None  # an unreadable target is rewritten, and the write reports its error
-        if existing is None:
-            pending.append(leg)
-        else:
-            done[leg.target] = Moved(
-                _outcome(move, leg, Result.SKIPPED_VERIFIED, started=started), existing
-            )
+    done, pending = _settle_present(move, started)
     attempts = 0
     try:
         for attempt in Retrying(
@@ -164,19 +149,53 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
                     pending = retry.legs  # legs that settled keep their outcome and record
                     raise
     except AssetError as error:
-        result = Result.DRIFTED if error.error_class == ErrorClass.DRIFT else Result.FAILED
+        attempts -= isinstance(error, StoreDown)  # that attempt made no request
         for leg in pending:
-            outcome = _outcome(
-                move,
-                leg,
-                result,
-                attempts=attempts,
-                started=started,
-                error_class=error.error_class,
-                message=error.message,
-            )
-            done[leg.target] = Moved(outcome, None)
+            if leg.target not in done:
+                done[leg.target] = _failed(move, leg, error, started=started, attempts=attempts)
     return [done[leg.target] for leg in move.legs]
+
+
+def _settle_present(move: Move, started: float) -> tuple[dict[str, Moved], list[Leg]]:
+    """Legs that end before any copy (their target provably holds the asset, or is down), and
+    the legs still to copy."""
+    done: dict[str, Moved] = {}
+    pending: list[Leg] = []
+    provable = is_sha256_multihash(move.expected_checksum)
+    for leg in move.legs:
+        down = BREAKERS.refusal(leg.store, "target")
+        if down is not None and down.reach == Reach.CONNECTION:
+            done[leg.target] = _failed(move, leg, down, started=started)  # no HEAD would answer
+            continue
+        existing = None
+        if leg.previous is not None or provable:  # else nothing could prove a copy: no look
+            try:
+                existing = verified_copy(move, leg)
+            except AssetError:
+                existing = None  # an unreadable target is rewritten; the write reports its error
+        if existing is not None:
+            done[leg.target] = Moved(
+                _outcome(move, leg, Result.SKIPPED_VERIFIED, started=started), existing
+            )
+        elif down is not None:  # a full or read-only target still shows what it holds
+            done[leg.target] = _failed(move, leg, down, started=started)
+        else:
+            pending.append(leg)
+    return done, pending
+
+
+def _failed(move: Move, leg: Leg, error: AssetError, *, started: float, attempts: int = 0) -> Moved:
+    result = Result.DRIFTED if error.error_class == ErrorClass.DRIFT else Result.FAILED
+    outcome = _outcome(
+        move,
+        leg,
+        result,
+        attempts=attempts,
+        started=started,
+        error_class=error.error_class,
+        message=error.message,
+    )
+    return Moved(outcome, None)
 
 
 def _copy_attempt(
@@ -188,11 +207,19 @@ def _copy_attempt(
     started: float,
     attempts: int,
 ) -> list[Leg]:
-    """Copy into `legs`; settle the legs that end, raise for the transient rest (retried)."""
+    """Copy into `legs`; settle the legs that end, raise for the transient rest (retried).
+
+    A leg whose target went down meanwhile ends at once; a source that is down raises for all.
+    Every answer and failure is told to the stores' breakers.
+    """
+    for leg in legs:
+        if (down := BREAKERS.refusal(leg.store, "target")) is not None:
+            done[leg.target] = _failed(move, leg, down, started=started, attempts=attempts - 1)
+    legs = [leg for leg in legs if leg.target not in done]
     if not legs:
         return []
     failures: dict[str, AssetError] = {}
-    records, drift = copy_once(move, legs, policy, failures)
+    records, drift = _copy_watched(move, legs, policy, failures)
     for leg in legs:
         if leg.target in records:
             record = records[leg.target]
@@ -211,22 +238,29 @@ def _copy_attempt(
             )
         elif failures[leg.target].error_class != ErrorClass.TRANSIENT:
             error = failures[leg.target]
-            done[leg.target] = Moved(
-                _outcome(
-                    move,
-                    leg,
-                    Result.FAILED,
-                    attempts=attempts,
-                    started=started,
-                    error_class=error.error_class,
-                    message=error.message,
-                ),
-                None,
-            )
+            done[leg.target] = _failed(move, leg, error, started=started, attempts=attempts)
     retry = [leg for leg in legs if leg.target not in done]
     if retry:
         raise _Retry(retry, failures[retry[0].target])
     return []
+
+
+def _copy_watched(
+    move: Move, legs: list[Leg], policy: CopyPolicy, failures: dict[str, AssetError]
+) -> tuple[dict[str, Record], str | None]:
+    """`copy_once`, unless the source is down; what each store answered goes to its breaker."""
+    if (down := BREAKERS.refusal(move.source_store, "origin")) is not None:
+        raise down
+    try:
+        records, drift = copy_once(move, legs, policy, failures)
+    except AssetError as error:
+        BREAKERS.record(move.source_store, error)
+        raise
+    BREAKERS.record(move.source_store, None)
+    for leg in legs:
+        if leg.target in records or leg.target in failures:
+            BREAKERS.record(leg.store, failures.get(leg.target))
+    return records, drift
 
 
 class _Retry(AssetError):

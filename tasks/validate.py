@@ -24,6 +24,7 @@ from tenacity import (
     wait_random,
 )
 
+from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, redact
 from stacflow.tasks.fanout import fan_out, shared_threads
@@ -31,7 +32,7 @@ from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import FACT_NAMES, Facts, open_store
+from stacflow.tasks.stores import FACT_NAMES, Facts, Store, open_store
 
 CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
 HTTP_TYPES = frozenset({"http", "https"})
@@ -98,7 +99,7 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[st
             reraise=True,
         ):
             with attempt:
-                facts = store.head(check.path)
+                facts = _head_watched(store, check)
                 errors = mismatches(check.row, facts, check.store.compare)
                 if checksums and not errors and is_sha256_multihash(check.row.file_checksum):
                     digest = hashlib.sha256()
@@ -114,6 +115,20 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[st
     except AssetError as error:
         return [error.message]
     return errors
+
+
+def _head_watched(store: Store, check: Check) -> Facts:
+    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
+    breaker."""
+    if (down := BREAKERS.refusal(check.store, "store")) is not None:
+        raise down
+    try:
+        facts = store.head(check.path)
+    except AssetError as error:
+        BREAKERS.record(check.store, error)
+        raise
+    BREAKERS.record(check.store, None)
+    return facts
 
 
 def validation_line(row: LockRow, errors: list[str]) -> dict[str, Any]:

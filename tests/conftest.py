@@ -154,7 +154,10 @@ def prefect_server(
 
 @pytest.fixture(autouse=True)
 def fresh_store_clients() -> None:
-    """Each test opens its own connections, so attempt and request counts never depend on order."""
+    """Each test opens its own connections, so attempt and request counts never depend on order;
+    and no store is still down from an earlier test."""
+    from stacflow.tasks.breaker import BREAKERS  # noqa: PLC0415
     from stacflow.tasks.stores import _open_cached  # noqa: PLC0415 - the process-wide client cache
 
     _open_cached.cache_clear()
+    BREAKERS.clear()
