@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
+import importlib.abc
+import importlib.util
 import json
 import os
 import shutil
@@ -51,8 +54,13 @@ STEPS = (
     ("stacflow.tasks.artifacts", "publish_summary", "artifacts: summary, outcomes, outputs"),
     ("stacflow.tasks.outputs", "enrich", "enrich the items (in a task)"),
     ("stacflow.tasks.report", "write_report", "write report.parquet"),
-    ("stacflow.flows.server_process", "start_server", "start the Prefect server (ours)"),
-    ("stacflow.flows.server_process", "wait_ready", "wait for the Prefect server"),
+    ("stacflow.flows.api_server", "start_server", "start our temporary Prefect server"),
+    ("stacflow.flows.api_server", "drain_prefect_client", "drain Prefect's client (events, logs)"),
+)
+# (module, class, method, label)
+METHODS = (
+    ("stacflow.flows.api_server", "TemporaryServer", "wait_ready", "wait for our temporary server"),
+    ("stacflow.flows.api_server", "TemporaryServer", "stop", "stop our temporary server"),
 )
 
 
@@ -99,52 +107,86 @@ class Clock:
         setattr(owner, name, self.timed(label, getattr(owner, name)))
 
 
-def _import_timed(clock: Clock, label: str, module: str) -> None:
-    started = time.perf_counter()
-    try:
-        __import__(module)
-    except ImportError:
-        return
-    clock.add(label, time.perf_counter() - started)
+# Modules whose import is timed, and after whose import the wrappers go in (the CLI imports
+# them lazily, in its own order: importing them up front would change what it overlaps).
+IMPORTS = {
+    "stacflow.flows.relocate": "import the flow modules (Prefect)",
+    "stacflow.flows.validate": "import the flow modules (Prefect)",
+    "stacflow.flows.planview": "import the plan modules",
+    "prefect.server.api.server": "import Prefect's server code (in the command's process)",
+}
+
+
+class _Hook(importlib.abc.MetaPathFinder):
+    """Times the watched imports and installs the wrappers as soon as each module exists."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def find_spec(self, name: str, *_: Any) -> Any:
+        if name not in IMPORTS:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        load, started = spec.loader.exec_module, time.perf_counter()
+
+        def exec_module(module: Any) -> None:
+            load(module)
+            self.clock.add(IMPORTS[name], time.perf_counter() - started)
+            _patch_all(self.clock)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _patch_all(clock: Clock) -> None:
+    for module, name, label in STEPS:
+        clock.patch_everywhere(module, name, label)
+    for module, owner, name, label in METHODS:
+        cls = getattr(sys.modules.get(module), owner, None)
+        if cls is not None and not getattr(getattr(cls, name), "__profiled__", False):
+            clock.patch_method(cls, name, label)
+    if "prefect" in sys.modules:
+        _patch_prefect(clock)
 
 
 def _patch_prefect(clock: Clock) -> None:
-    """Prefect's own costs: its ephemeral server, API calls, flow and task engines."""
+    """Prefect's own costs: API calls, each flow call, each task body."""
     import httpx  # noqa: PLC0415
-
-    _import_timed(
-        clock,
-        "import Prefect's server code (in the command's process)",
-        "prefect.server.api.server",
-    )
-    from prefect.server.api import server  # noqa: PLC0415
-
-    clock.patch_method(server.SubprocessASGIServer, "start", "start Prefect's ephemeral server")
-    clock.patch_method(server.SubprocessASGIServer, "stop", "stop Prefect's ephemeral server")
-    original = httpx.AsyncClient.send
-
-    async def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await original(self, request, *args, **kwargs)
-        finally:
-            path = request.url.path.split("/api/", 1)[-1].split("/")[0]
-            clock.add(f"API {request.method} /{path} (any thread)", time.perf_counter() - started)
-
-    httpx.AsyncClient.send = send  # type: ignore[method-assign]
-
-
-def _patch_tasks(clock: Clock) -> None:
-    """Time every @task body (its `.fn`) per name, and each whole flow call (engine included)."""
     from prefect import Flow, Task  # noqa: PLC0415
 
-    clock.patch_method(Flow, "__call__", "flow call (Prefect's engine + the flow body)")
+    if not getattr(httpx.AsyncClient.send, "__profiled__", False):
+        original = httpx.AsyncClient.send
+
+        async def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(self, request, *args, **kwargs)
+            finally:
+                path = request.url.path.split("/api/", 1)[-1].split("/")[0]
+                label = f"API {request.method} /{path} (any thread)"
+                clock.add(label, time.perf_counter() - started)
+
+        send.__profiled__ = True  # type: ignore[attr-defined]
+        httpx.AsyncClient.send = send  # type: ignore[method-assign]
+    if not getattr(Flow.__call__, "__profiled__", False):
+        clock.patch_method(Flow, "__call__", "flow call (Prefect's engine + the flow body)")
     for loaded in list(sys.modules.values()):
         if not getattr(loaded, "__name__", "").startswith("stacflow"):
             continue
         for value in list(vars(loaded).values()):
             if isinstance(value, Task) and not getattr(value.fn, "__profiled__", False):
                 value.fn = clock.timed(f"task body: {value.name}", value.fn)
+    server = sys.modules.get("prefect.server.api.server")
+    asgi = getattr(server, "SubprocessASGIServer", None)
+    if asgi is not None and not getattr(asgi.start, "__profiled__", False):
+        clock.patch_method(asgi, "start", "start Prefect's ephemeral server")
+        clock.patch_method(asgi, "stop", "stop Prefect's ephemeral server")
 
 
 def child(argv: list[str], out: Path) -> int:
@@ -152,21 +194,18 @@ def child(argv: list[str], out: Path) -> int:
     clock = Clock()
     since_exec = time.time() - float(os.environ[T0_ENV])
     clock.add("interpreter start (exec to first line)", since_exec)
-    _import_timed(clock, "import stacflow CLI", "stacflow.flows.cli")
-    _import_timed(clock, "import the plan modules", "stacflow.flows.planview")
-    _import_timed(clock, "import the flow modules (Prefect)", "stacflow.flows.relocate")
-    _patch_prefect(clock)
-    _patch_tasks(clock)
-    for module, name, label in STEPS:
-        clock.patch_everywhere(module, name, label)
+    sys.meta_path.insert(0, _Hook(clock))
+    before = time.perf_counter()
     from stacflow.flows import cli  # noqa: PLC0415
 
+    clock.add("import stacflow CLI", time.perf_counter() - before)
+    _patch_all(clock)
     flow_started = time.perf_counter()
     try:
         code = cli.main(argv)
     except SystemExit as exit_:
         code = int(exit_.code or 0)
-    clock.add("cli.main (after imports)", time.perf_counter() - flow_started)
+    clock.add("cli.main (imports above included)", time.perf_counter() - flow_started)
     result = {
         "code": code,
         "main_returned": time.time(),
