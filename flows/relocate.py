@@ -22,10 +22,10 @@ from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_recor
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.derive import derive_batch_task, locate_assets
-from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.errors import ErrorClass, RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
-from stacflow.tasks.moves import Check
+from stacflow.tasks.moves import Check, Record
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import (
     OutputPaths,
@@ -36,7 +36,7 @@ from stacflow.tasks.outputs import (
     write_validation,
 )
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
-from stacflow.tasks.report import Outcome, Step, write_report
+from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, run_lock, settle_journal
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
@@ -187,7 +187,7 @@ def settle_run(
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets])
-    locks, alternates = record_relocations(plan, inputs, outcomes)
+    locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
     enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
     files = enriching.result() if enriching is not None else []
@@ -207,28 +207,64 @@ def settle_run(
 
 def record_relocations(
     plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
-) -> tuple[dict[str, list[LockRow]], list[Alternate]]:
-    """Relocated locks, from the journals of verified copies, and the alternates they make.
+) -> tuple[dict[str, list[LockRow]], list[Alternate], list[Outcome]]:
+    """Relocated locks, from the journals of verified copies, the alternates they make, and the
+    outcomes as the journals bear them out.
 
     A failed asset is never recorded as relocated; assets outside this run (another selection,
-    another shard's failure) keep their earlier records. The journal is compacted to match.
+    another shard's failure) keep their earlier records. The journal is compacted to match. A copy
+    this run settled whose record is not in the journal read back (a torn or failed write) is
+    reported failed, never OK: it is in neither the lock nor the items.
     """
     paths = OutputPaths(inputs.outputs)
     order = [move.key for move in plan.moves]
     locks: dict[str, list[LockRow]] = {}
     alternates: list[Alternate] = []
+    unrecorded: dict[tuple[str, str, str], str] = {}
     for target in plan.targets:
+        journal = journal_path(inputs.outputs, target.name)
         settled = {
             (o.item_id, o.asset_key): not o.failed
             for o in outcomes
             if o.step == Step.RELOCATE and o.store == target.name
         }
-        records = settle_journal(
-            journal_path(inputs.outputs, target.name), paths.lock(target.name), settled, order
-        )
+        records = settle_journal(journal, paths.lock(target.name), settled, order)
         locks[target.name] = [record.row for record in records]
         alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
-    return locks, alternates
+        for key in missing_records(plan, target.name, settled, records):
+            unrecorded[(target.name, *key)] = str(journal)
+    return locks, alternates, [_bear_out(o, unrecorded) for o in outcomes]
+
+
+def missing_records(
+    plan: Plan, target: str, settled: dict[tuple[str, str], bool], records: Sequence[Record]
+) -> list[tuple[str, str]]:
+    """This run's verified copies at `target` that its journal does not hold where planned."""
+    on_record = {(r.row.item_id, r.row.asset_key): r.row.location for r in records}
+    planned = {
+        move.key: leg.row.location
+        for move in plan.moves
+        for leg in move.legs
+        if leg.target == target
+    }
+    return [
+        key
+        for key, verified in settled.items()
+        if verified and key in planned and on_record.get(key) != planned[key]
+    ]
+
+
+def _bear_out(outcome: Outcome, unrecorded: dict[tuple[str, str, str], str]) -> Outcome:
+    journal = unrecorded.get((outcome.store, outcome.item_id, outcome.asset_key))
+    if outcome.step != Step.RELOCATE or journal is None:
+        return outcome
+    return dataclasses.replace(
+        outcome,
+        outcome=Result.FAILED,
+        error_class=ErrorClass.INTEGRITY,
+        message=f"{outcome.outcome}, but its record is missing from {journal} (a torn or "
+        "failed write): it is in neither the relocated lock nor the items; rerun to record it",
+    )
 
 
 def enrich_items(

@@ -87,9 +87,7 @@ def relocate_batch(
                 for leg in move.legs
             ]
         results = relocate_one(move, policy)
-        for leg, moved in zip(move.legs, results, strict=True):
-            if moved.record not in {None, leg.previous} and leg.target in open_journals:
-                open_journals[leg.target].append(moved.record)
+        _journal(move, results, open_journals)
         if policy.fail_fast and any(m.outcome.failed for m in results):
             stop.set()
         if on_done is not None:
@@ -105,6 +103,16 @@ def relocate_batch(
         for journal in open_journals.values():
             journal.close()
     return results
+
+
+def _journal(move: Move, results: Sequence[Moved], journals: Mapping[str, Journal]) -> None:
+    """Record each new verified copy; one that cannot be is reported failed when the run settles."""
+    for leg, moved in zip(move.legs, results, strict=True):
+        if moved.record not in {None, leg.previous} and leg.target in journals:
+            try:
+                journals[leg.target].append(moved.record)
+            except OSError as error:
+                log.warning("%s/%s not journaled at %s: %s", *move.key, leg.target, error)
 
 
 def sweep_leftovers(moves: Sequence[Move]) -> int:
