@@ -47,7 +47,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stacflow.tasks.errors import SpecError
+from stacflow.tasks.errors import SpecError, shorten
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -61,6 +61,9 @@ RefuseInterpolation = Callable[[Loc], str | None]
 
 MAX_VALUES = 100_000
 """Aliases can expand a small file exponentially; no spec needs this many values."""
+MAX_BYTES = 1024 * 1024
+"""A spec names its tables; lists of Items belong in them. Checked before parsing: YAML costs
+about 2.5 s and 60 MB per MiB to compose, a 3 MB file of plain keys took a minute to refuse."""
 
 _CORE = "tag:yaml.org,2002:"
 _MAP, _SEQ, _STR, _MERGE = f"{_CORE}map", f"{_CORE}seq", f"{_CORE}str", f"{_CORE}merge"
@@ -122,9 +125,13 @@ def load_yaml(
     """Plain values of a one-mapping YAML file, interpolated, and the line of every path."""
     file = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SpecError(file, None, "", f"cannot read the file ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_BYTES:
+        problem = f"the file is larger than {MAX_BYTES // 1024} KiB, more than any spec needs"
+        raise SpecError(file, None, "", problem)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -135,7 +142,7 @@ def load_yaml(
         if root is None or (isinstance(root, ScalarNode) and root.tag != _STR and not root.value):
             raise SpecError(file, 1, "", "the file is empty")
         if not isinstance(root, MappingNode):
-            got = "a list" if isinstance(root, SequenceNode) else f"'{root.value}'"
+            got = "a list" if isinstance(root, SequenceNode) else f"'{shorten(root.value)}'"
             raise SpecError(
                 file, _line(root), "", f"expected a mapping at the top level, got {got}"
             )
@@ -218,7 +225,7 @@ class _Builder:
             key = "<<" if key_node.tag == _MERGE else self._key(key_node, loc)
             if key in written:
                 first = _line(written[key][0])
-                problem = f"duplicate key '{key}' (first at line {first})"
+                problem = f"duplicate key '{shorten(key)}' (first at line {first})"
                 raise self._error(key_node, (*loc, key), problem)
             written[key] = (key_node, value_node)
             if key_node.tag == _MERGE:
@@ -241,7 +248,8 @@ class _Builder:
         if isinstance(node, ScalarNode) and node.tag == _STR:
             return node.value
         if isinstance(node, ScalarNode):
-            problem = f"key {node.value} is not a string; write it in quotes: '{node.value}'"
+            shown = shorten(node.value)
+            problem = f"key {shown} is not a string; write it in quotes: '{shown}'"
         else:
             kind = "a mapping" if isinstance(node, MappingNode) else "a list"
             problem = f"a key must be a string, got {kind}"
@@ -257,7 +265,7 @@ class _Builder:
         try:
             return self._constructor.construct_object(node)
         except (ValueError, KeyError, yaml.YAMLError) as exc:
-            problem = f"cannot read '{node.value}' as {_tag(node)[1:-1]}"
+            problem = f"cannot read '{shorten(node.value)}' as {_tag(node)[1:-1]}"
             raise self._error(node, loc, problem) from exc
 
     def _interpolate(self, node: ScalarNode, loc: Loc) -> str:
@@ -350,9 +358,9 @@ def _unknown_key(key: str, parent: Any) -> str:
     spellings = _spellings(parent)
     match = difflib.get_close_matches(key, spellings, n=1)
     if match:
-        return f"unknown key '{key}' (did you mean '{spellings[match[0]]}'?)"
+        return f"unknown key '{shorten(key)}' (did you mean '{spellings[match[0]]}'?)"
     allowed = ", ".join(dict.fromkeys(spellings.values()))
-    return f"unknown key '{key}'" + (f" (expected one of: {allowed})" if allowed else "")
+    return f"unknown key '{shorten(key)}'" + (f" (expected one of: {allowed})" if allowed else "")
 
 
 def _spellings(tp: Any) -> dict[str, str]:

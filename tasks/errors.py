@@ -9,6 +9,19 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+MAX_SHOWN = 80
+"""The most of one value a message quotes: a 2 MB key must not become a 2 MB line."""
+MAX_DETAIL = 300
+"""The most of a library's own error text a message carries."""
+
+
+def shorten(value: object, limit: int = MAX_SHOWN) -> str:
+    """A value for a message, cut to `limit` characters with the total length said."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
 
 class StacflowError(Exception):
     """Base of every error stacflow raises on purpose."""
@@ -26,6 +39,7 @@ class SpecError(UsageError):
     """A spec file is wrong at a known place."""
 
     def __init__(self, file: str, line: int | None, field: str, problem: str) -> None:
+        field, problem = shorten(field, 2 * MAX_SHOWN), shorten(problem, 2 * MAX_DETAIL)
         self.file, self.line, self.field, self.problem = file, line, field, problem
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
