@@ -194,7 +194,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from stacflow.flows.validate import validate_package  # noqa: PLC0415
 
-    _preflight(args.spec, None)
+    _preflight(args.spec, None, locks=args.locks or [])
     result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
     print(result["text"])
     return 0
@@ -222,11 +222,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(spec_path: Path, targets: Sequence[str] | None) -> None:
-    """Every user mistake that needs no network, found before Prefect starts (about 7 s)."""
-    from stacflow.flows.planview import check_spec  # noqa: PLC0415
+def _preflight(
+    spec_path: Path, targets: Sequence[str] | None, *, locks: list[str] | None = None
+) -> None:
+    """Every user mistake that needs no network, found before Prefect starts (about 7 s).
 
-    check_spec(spec_path, targets)
+    `locks`: for `check`, the locks asked for ([]: the spec's validate list).
+    """
+    from stacflow.flows.planview import check_spec, check_validation  # noqa: PLC0415
+
+    spec = check_spec(spec_path, targets)
+    if locks is not None:
+        check_validation(spec_path, spec, locks)
 
 
 def _add_targets(parser: argparse.ArgumentParser) -> None:

@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks
-from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.inputs import (
+    Inputs,
+    load_inputs,
+    load_spec,
+    locks_to_validate,
+    previous_records,
+    unwritten_locks,
+)
 from stacflow.flows.spec import Spec
 from stacflow.tasks.derive import derive_facts, locate_assets
-from stacflow.tasks.errors import InputError, PlanConflict, SpecError
+from stacflow.tasks.errors import InputError, PlanConflict, SpecError, UsageError
 from stacflow.tasks.items import read_item_dicts
 from stacflow.tasks.report import Result
 from stacflow.tasks.sizes import format_size
@@ -47,6 +54,15 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
             str(spec_path), None, "stac", f"{stac}: {problem}select.metadata_assets: true)"
         )
     return spec
+
+
+def check_validation(spec_path: Path, spec: Spec, locks: list[str]) -> None:
+    """`check` refuses to say OK about nothing: unknown names, an empty choice, or only locks
+    that no run has written yet."""
+    names = locks_to_validate(spec_path, spec, locks)
+    waiting = unwritten_locks(spec_path, spec, names)
+    if len(waiting) == len(names):
+        raise UsageError(f"{spec_path}: nothing to validate yet: {'; '.join(waiting.values())}")
 
 
 @dataclass

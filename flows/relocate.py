@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -321,8 +321,12 @@ def finish_run(
     dry_run: bool = False,
     report: Path | None = None,
     files: Sequence[Path] = (),
+    unvalidated: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Report, validation lines, artifacts and the verdict; written even when the run failed."""
+    """Report, validation lines, artifacts and the verdict; written even when the run failed.
+
+    `unvalidated`: locks that were to be validated but could not be, and why.
+    """
     paths = OutputPaths(inputs.outputs)
     report = report or paths.report
     written: list[Path] = []
@@ -344,6 +348,7 @@ def finish_run(
             [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
         ),
         dry_run=dry_run,
+        unvalidated=tuple((unvalidated or {}).items()),
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     get_run_logger().info("%s", summary.text())

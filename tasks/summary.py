@@ -22,6 +22,8 @@ class Summary:
     outputs: tuple[str, ...] = field(default=())
     checksum_locks: frozenset[str] = frozenset()
     dry_run: bool = False
+    unvalidated: tuple[tuple[str, str], ...] = ()
+    """Locks that were to be validated but could not be (none written yet), with the reason."""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +69,8 @@ class Summary:
         for store, row in self.counts(Step.VALIDATE).items():
             how = " (with checksums)" if store in self.checksum_locks else ""
             lines.append(f"  validate {store:<11} {_cells(row)}{how}")
+        for store, reason in self.unvalidated:
+            lines.append(f"  validate {store:<11} not validated: {reason}")
         lines.extend(
             f"  ✗ {o.step} {o.store} {o.item_id}/{o.asset_key}: {o.outcome}: {o.message}"
             for o in self.failures[:FAILURES_SHOWN]
@@ -112,6 +116,10 @@ class Summary:
                     f"{'yes' if store in self.checksum_locks else 'no'} |"
                 )
             parts.append("")
+        if self.unvalidated:
+            parts.append("## Not validated")
+            parts += [f"- **{store}**: {reason}" for store, reason in self.unvalidated]
+            parts.append("")
         if self.failures:
             parts.append("## First failures")
             parts += [
@@ -126,6 +134,9 @@ class Summary:
         return "\n".join(parts)
 
     def _verdict(self) -> str:
+        if self.ok and self.unvalidated:
+            names = ", ".join(store for store, _ in self.unvalidated)
+            return f"OK for what exists ({names} not validated)"
         if self.ok:
             return "OK"
         return f"FAILED ({len(self.failures)} asset outcomes failed)"
