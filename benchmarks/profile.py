@@ -115,7 +115,10 @@ def instrument(clock: Clock) -> None:
     import hashlib  # noqa: PLC0415
     import types  # noqa: PLC0415
 
-    from stacflow.tasks import file_store, http_store, object_store, relocate, state, tee  # noqa: PLC0415
+    from stacflow.tasks import relocate, state, tee  # noqa: PLC0415
+    from stacflow.tasks.stores import file as file_store  # noqa: PLC0415
+    from stacflow.tasks.stores import http as http_store  # noqa: PLC0415
+    from stacflow.tasks.stores import object_store  # noqa: PLC0415
 
     relocate.relocate_one = clock.timed("relocate_one (one asset, whole)", relocate.relocate_one)
     relocate.verified_copy = clock.timed("  skip check (verified_copy)", relocate.verified_copy)

@@ -18,7 +18,7 @@ from stacflow.tasks.stores import Facts, StoreRef, open_store
 from stacflow.tasks.verified import verified_copy
 
 if TYPE_CHECKING:
-    from stacflow.tasks.object_store import ObjectStore
+    from stacflow.tasks.stores.object_store import ObjectStore
 
 PLANNED = "to-copy"
 

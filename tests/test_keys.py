@@ -18,9 +18,9 @@ from stacflow.flows.compile import checked_path, compile_plan, safe_segment, tar
 from stacflow.flows.inputs import Inputs
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import AssetError
-from stacflow.tasks.file_store import FileStore
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores.file import FileStore
 
 ROOT = Path("/srv/target")
 STORE = FileStore(StoreRef("file", None, str(ROOT)))

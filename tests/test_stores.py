@@ -16,9 +16,9 @@ import pytest
 from stacflow.tasks.access import Access
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.file_store import FileStore, stat_facts
-from stacflow.tasks.object_store import MIN_PART_SIZE, ObjectStore
 from stacflow.tasks.stores import StoreRef, open_store
+from stacflow.tasks.stores.file import FileStore, stat_facts
+from stacflow.tasks.stores.object_store import MIN_PART_SIZE, ObjectStore
 from tests.servers import s3
 
 CHUNK = 64 * 1024
@@ -140,7 +140,7 @@ def test_sweep_removes_the_staging_of_a_killed_write(tmp_path, name):
 
 
 def test_sweep_of_many_paths_lists_each_folder_once(tmp_path, monkeypatch):
-    from stacflow.tasks import file_store  # noqa: PLC0415
+    from stacflow.tasks.stores import file as file_store  # noqa: PLC0415
 
     names = [f"a{i}.tif" for i in range(50)]
     for folder in ("flat", "other"):

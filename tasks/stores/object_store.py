@@ -25,8 +25,8 @@ from obstore.store import AzureStore, GCSStore, S3Store
 from stacflow.tasks.access import resolve_credentials
 from stacflow.tasks.buffers import MAX_READ
 from stacflow.tasks.errors import AssetError, ErrorClass, redact
-from stacflow.tasks.s3_uploads import abort_stale_uploads
-from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.base import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.s3_uploads import abort_stale_uploads
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 PART_CONCURRENCY = 2

@@ -87,9 +87,9 @@ def open_store(ref: StoreRef) -> Store:
 
 @functools.lru_cache(maxsize=256)
 def _open_cached(ref: StoreRef) -> Store:
-    from stacflow.tasks.file_store import FileStore  # noqa: PLC0415 - each backend loads what it needs
-    from stacflow.tasks.http_store import HttpStore  # noqa: PLC0415
-    from stacflow.tasks.object_store import ObjectStore  # noqa: PLC0415
+    from stacflow.tasks.stores.file import FileStore  # noqa: PLC0415 - each backend loads what it needs
+    from stacflow.tasks.stores.http import HttpStore  # noqa: PLC0415
+    from stacflow.tasks.stores.object_store import ObjectStore  # noqa: PLC0415
 
     if ref.kind == "file":
         return FileStore(ref)

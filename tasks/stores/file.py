@@ -23,7 +23,7 @@ from pathlib import Path
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.base import Chunk, Facts, StoreRef, iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

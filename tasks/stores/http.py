@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass, redact
-from stacflow.tasks.stores import Facts, StoreRef, Writer, iso, status_error
+from stacflow.tasks.stores.base import Facts, StoreRef, Writer, iso, status_error
 
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5
