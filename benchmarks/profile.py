@@ -136,8 +136,8 @@ def instrument(clock: Clock) -> None:
     clock.patch(tee._LegWriter, "__init__", "    writer setup (open)")  # noqa: SLF001
     clock.patch(tee._LegWriter, "write", "    target write")  # noqa: SLF001
     clock.patch(tee._LegWriter, "commit", "    commit (close + HEAD)")  # noqa: SLF001
-    for store in (file_store.FileStore, object_store.ObjectStore):
-        kind = "file" if store is file_store.FileStore else "s3"
+    for store in (file_store.FolderStore, object_store.ObjectStore):
+        kind = "file" if store is file_store.FolderStore else "s3"
         clock.patch(store, "head", f"      {kind} HEAD (skip check and after commit)")
         clock.patch_context(
             store, "writer", f"      {kind} writer open", f"      {kind} writer close"

@@ -20,10 +20,10 @@ from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.stores import StoreRef
-from stacflow.tasks.stores.file import FileStore
+from stacflow.tasks.stores.file import FolderStore
 
 ROOT = Path("/srv/target")
-STORE = FileStore(StoreRef("file", None, str(ROOT)))
+STORE = FolderStore(StoreRef("file", None, str(ROOT)))
 HOSTILE = [
     "../../etc",
     "..",
