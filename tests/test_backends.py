@@ -6,6 +6,7 @@ copies into it with the real byte path: nothing outside its declaration had to l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,6 +29,8 @@ from stacflow.tasks.stores.azure import AzureStore
 from stacflow.tasks.stores.gcs import GcsStore
 from stacflow.tasks.stores.object_store import ObjectStore
 from stacflow.tasks.survey import with_listings
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "stores.md"
 
 
 def test_every_lock_store_type_is_read_by_exactly_one_backend():
@@ -109,6 +112,36 @@ def test_gcs_and_azure_are_built_by_obstore_and_describe_their_objects(monkeypat
     assert gcs.describe("a b.tif") == "gs://bucket/pre/fix/a b.tif"
     assert azure.describe("k.tif") == "az://container/k.tif"
     assert gcs.sweep(["k.tif"]) == azure.sweep(["k.tif"]) == 0
+
+
+def test_docs_have_one_row_per_backend_with_its_capabilities():
+    """docs/stores.md's table is the registry, said for people: a new backend needs its row."""
+    table = DOCS.read_text().split("## The backends")[1].split("\n## ")[0]
+    rows = {m[1]: m[0] for m in re.finditer(r"^\| `(\w+)` \|.*$", table, flags=re.MULTILINE)}
+    assert set(rows) == set(BACKENDS)
+    for name, backend in BACKENDS.items():
+        assert rows[name] == _docs_row(backend), f"docs/stores.md: the row of {name}"
+
+
+def _docs_row(backend: Backend) -> str:
+    can = backend.capabilities
+    limits = [
+        *([f"{can.max_name_bytes} B a segment"] if can.max_name_bytes else []),
+        *([f"{can.max_key_bytes} B a key"] if can.max_key_bytes else []),
+    ]
+    cells = [
+        f"`{backend.name}`",
+        ", ".join(f"`{t}`" for t in backend.store_types),
+        "yes" if can.writable else "no",
+        "yes" if can.listing else "no",
+        ("on write" if can.durable_writes else "after flush") if can.writable else "—",
+        can.leftovers or "—",
+        can.etag.value,
+        can.endpoint.value if can.endpoint else "—",
+        str(can.buffers_per_asset) if can.writable else "—",
+        ", ".join(limits) or "—",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 # --- a store type the product does not have, declared in one place ---------------------------
