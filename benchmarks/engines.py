@@ -49,9 +49,9 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from stacflow.flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
-    from stacflow.tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
+    from stacflow.tasks.stores import file, http, object_store  # noqa: F401, PLC0415 - untimed
     from stacflow.tasks.survey import with_listings  # noqa: PLC0415
 
     base = rss_kib()
@@ -143,7 +143,7 @@ def validate(args: dict[str, Any]) -> dict[str, Any]:
     HEAD + GET with checksums. Each run builds its own thread pool (new connections)."""
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec  # noqa: PLC0415
-    from stacflow.tasks import http_store  # noqa: F401, PLC0415 - untimed
+    from stacflow.tasks.stores import http  # noqa: F401, PLC0415 - untimed
     from stacflow.tasks.validate import validate_checks  # noqa: PLC0415
 
     spec_path = Path(args["spec"])

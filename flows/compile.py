@@ -17,19 +17,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.inputs import Inputs
-from stacflow.flows.spec import FileStore, S3Store, Source, Spec
-from stacflow.tasks.access import Access
+from stacflow.flows.spec import Source, Spec
 from stacflow.tasks.errors import PlanConflict
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.relocate import CopyPolicy
-from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores import Endpoint, StoreRef, backend, backend_for, capabilities
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
-MAX_NAME_BYTES = 255
-MAX_OBJECT_KEY_BYTES = 1024
-PER_ASSET_BUFFERS = {"file": 2, "s3": 5, "gs": 5, "az": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,7 @@ def compile_plan(
     targets = tuple(
         TargetPlan(
             name,
-            target_store(spec.targets[name].store, inputs.base, spec.relocate.chunk_size),
+            spec.targets[name].store.ref(inputs.base, spec.relocate.chunk_size),
             spec.alternate_key(name),
             spec.alternate_name(name),
         )
@@ -214,33 +210,38 @@ def source_access(
     """
     access = source.store
     compare = frozenset(source.compare)
-    kind = row.store_type or ""
-    if kind in {"http", "https"} and access.endpoint:
+    found = backend_for(row.store_type)
+    if found is None:  # a row without a store type: validation names the missing field
+        ref = StoreRef(row.store_type or "", row.store_container, "", access, chunk_size, compare)
+        return ref, row.key or ""
+    can = found.capabilities
+    compare &= can.facts
+    if can.endpoint is Endpoint.MIRROR and access.endpoint:
         if source.prefix and _under(row.href, source.prefix):
             path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
         else:
             path = row.key or ""
-        mirror = urlsplit(access.endpoint)
-        if mirror.scheme in {"http", "https"}:
-            container = f"{mirror.scheme}://{mirror.netloc}"
-            ref = StoreRef(
-                mirror.scheme, container, mirror.path.strip("/"), access, chunk_size, compare
-            )
-            return ref, path
-        folder = base / (unquote(mirror.path) if mirror.scheme == "file" else access.endpoint)
-        return StoreRef("file", None, str(folder.resolve()), access, chunk_size, compare), path
-    if kind in {"s3", "gs", "az"} and not access.endpoint and row.store_endpoint_url:
+        return mirror_store(access.endpoint, source, chunk_size, base), path
+    if can.endpoint is Endpoint.SERVICE and not access.endpoint and row.store_endpoint_url:
         access = access.model_copy(update={"endpoint": row.store_endpoint_url})
-    if kind == "file":
-        return StoreRef("file", None, "/", access, chunk_size, compare), (row.key or "").lstrip("/")
-    return StoreRef(kind, row.store_container, "", access, chunk_size, compare), row.key or ""
+    if can.file_system:
+        ref = StoreRef(found.name, None, "/", access, chunk_size, compare)
+        return ref, (row.key or "").lstrip("/")
+    return StoreRef(found.name, row.store_container, "", access, chunk_size, compare), row.key or ""
 
 
-def target_store(store: FileStore | S3Store, base: Path, chunk_size: int) -> StoreRef:
-    if isinstance(store, FileStore):
-        return StoreRef("file", None, str((base / store.root).resolve()), Access(), chunk_size)
-    access = Access(**{key: getattr(store, key) for key in Access.model_fields})
-    return StoreRef("s3", store.bucket, store.prefix, access, chunk_size)
+def mirror_store(endpoint: str, source: Source, chunk_size: int, base: Path) -> StoreRef:
+    """The store a mirror endpoint names: an http(s) origin, or a folder (relative to `base`)."""
+    mirror = urlsplit(endpoint)
+    found = backend_for(mirror.scheme or "file")
+    assert found is not None  # the spec accepts only these schemes
+    compare = frozenset(source.compare) & found.capabilities.facts
+    if found.capabilities.file_system:
+        folder = base / (unquote(mirror.path) if mirror.scheme == "file" else endpoint)
+        return StoreRef(found.name, None, str(folder.resolve()), source.store, chunk_size, compare)
+    container = f"{mirror.scheme}://{mirror.netloc}"
+    root = mirror.path.strip("/")
+    return StoreRef(found.name, container, root, source.store, chunk_size, compare)
 
 
 def plan_moves(
@@ -367,15 +368,16 @@ def checked_path(path: str) -> str:
 
 def fits_store(store: StoreRef, path: str) -> None:
     """Refuse keys the store cannot hold: at plan time, not one failed asset at a time."""
-    if store.kind == "file":
-        long = [part for part in path.split("/") if len(part.encode()) > MAX_NAME_BYTES]
+    can = capabilities(store)
+    if can.max_name_bytes is not None:
+        long = [part for part in path.split("/") if len(part.encode()) > can.max_name_bytes]
         if long:
             raise ValueError(
-                f"key segment {long[0]!r} is longer than {MAX_NAME_BYTES} bytes, "
+                f"key segment {long[0]!r} is longer than {can.max_name_bytes} bytes, "
                 "which no file system holds"
             )
-    elif len(f"{store.root}/{path}".encode()) > MAX_OBJECT_KEY_BYTES:
-        raise ValueError(f"key {path!r} is longer than {MAX_OBJECT_KEY_BYTES} bytes")
+    if can.max_key_bytes is not None and len(f"{store.root}/{path}".encode()) > can.max_key_bytes:
+        raise ValueError(f"key {path!r} is longer than {can.max_key_bytes} bytes")
 
 
 def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
@@ -410,7 +412,7 @@ def target_checks(target: TargetPlan, rows: Iterable[LockRow]) -> list[Check]:
 def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
     """As many workers as asked, but never more than the memory budget has buffers for."""
     options = spec.relocate
-    buffers = max((PER_ASSET_BUFFERS.get(t.store.kind, 5) for t in targets), default=2)
+    buffers = max((capabilities(t.store).buffers_per_asset for t in targets), default=2)
     affordable = max(1, options.memory_limit // (buffers * options.chunk_size))
     return CopyPolicy(
         workers=min(options.max_workers, affordable),
@@ -423,17 +425,19 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
 
 
 def _target_location(store: StoreRef, path: str) -> Location:
-    if store.kind == "file":
-        return Location("file", None, None, str(Path(store.root) / path))
+    written = backend(store.kind)
+    store_type = written.store_types[0]
+    if written.capabilities.file_system:
+        return Location(store_type, None, None, str(Path(store.root) / path))
     key = f"{store.root}/{path}" if store.root else path
-    return Location(store.kind, store.container, store.access.endpoint, key)
+    return Location(store_type, store.container, store.access.endpoint, key)
 
 
 def _nesting_conflicts(
     target: str, store: StoreRef, claimed: dict[str, tuple[str, str]]
 ) -> list[str]:
     """On a file system a key cannot be both a file and a folder (`a/b` and `a/b/c.tif`)."""
-    if store.kind != "file":
+    if not capabilities(store).file_system:
         return []
     folders = {posixpath.dirname(p) for p in claimed} - {""}
     parents = {f for folder in folders for f in _ancestors(folder)}
@@ -451,18 +455,25 @@ def _ancestors(folder: str) -> Iterable[str]:
 
 
 def _shown(store: StoreRef, path: str) -> str:
-    return (
-        str(Path(store.root) / path) if store.kind == "file" else _target_location(store, path).href
-    )
+    if capabilities(store).file_system:
+        return str(Path(store.root) / path)
+    return _target_location(store, path).href
 
 
 def _plain_http(store: StoreRef) -> bool:
-    return store.kind == "http" or (store.access.endpoint or "").startswith("http://")
+    return _plain_http_url(store) is not None
 
 
 def _origin_of(store: StoreRef) -> str:
-    url = store.container if store.kind == "http" else store.access.endpoint
-    return urlsplit(url or "").netloc
+    return urlsplit(_plain_http_url(store) or "").netloc
+
+
+def _plain_http_url(store: StoreRef) -> str | None:
+    """The plain http:// URL a store is reached at: an origin's, or a bucket's endpoint."""
+    for url in (store.container, store.access.endpoint):
+        if url and urlsplit(url).scheme == "http":
+            return url
+    return None
 
 
 def _under(href: str, prefix: str) -> bool:

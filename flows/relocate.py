@@ -38,6 +38,7 @@ from stacflow.tasks.outputs import (
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, run_lock, settle_journal
+from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
 from stacflow.tasks.validate import Validated, validate_batch_task
@@ -159,7 +160,7 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
     started = time.monotonic()
-    if any(t.store.kind == "s3" for t in plan.targets):
+    if any(capabilities(t.store).listing for t in plan.targets):
         plan = dataclasses.replace(plan, moves=tuple(list_targets_task(Opaque(plan.moves)).value))
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.stores import Store, open_store
+from stacflow.tasks.stores import Store, capabilities, open_store
 
 
 def verified_copy(move: Move, leg: Leg) -> Record | None:
@@ -64,7 +64,7 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
             move.source.size_bytes,
             move.source.etag,
             move.source.last_modified,
-            durable=leg.store.kind != "file",
+            durable=capabilities(leg.store).durable_writes,
         )
     return None
 

@@ -1,4 +1,6 @@
-"""Local (or mounted) folders: written to a temp name and renamed, described as obstore does.
+"""Local (or mounted) folders: `{type: file, root}` targets and `file://` rows (or plain paths).
+
+Written to a temp name and renamed, described as obstore does.
 
 No reader ever sees a partial file (the rename is atomic). Durability is the run's business, not
 each file's: one `syncfs` per target folder at the end of the byte phase flushes every copy at
@@ -19,11 +21,24 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from stacflow.tasks.access import Access, SpecPath
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.base import (
+    DEFAULT_CHUNK_SIZE,
+    Backend,
+    Capabilities,
+    Chunk,
+    ETag,
+    Facts,
+    StoreRef,
+    iso,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -49,7 +64,21 @@ def stat_facts(stat: os.stat_result) -> Facts:
     )
 
 
-class FileStore:
+class FileStore(BaseModel):
+    """A local (or mounted) folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    type: Literal["file"] = Field(description="A local or mounted folder.")
+    root: SpecPath = Field(
+        description="Folder that receives the assets; relative to the spec file. It cannot be "
+        "the outputs folder, contain it, or overlap an input or another target's root."
+    )
+
+    def ref(self, base: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoreRef:
+        return StoreRef("file", None, str((base / self.root).resolve()), Access(), chunk_size)
+
+
+class FolderStore:
     """Paths are relative to `root`; none may climb out of it."""
 
     def __init__(self, ref: StoreRef) -> None:
@@ -187,3 +216,20 @@ def _staging_stem(name: str) -> str:
 def _os_error(exc: OSError, where: str) -> AssetError:
     kind = ErrorClass.PERMANENT
     return AssetError(kind, f"{exc.strerror or exc.__class__.__name__}: {where}")
+
+
+BACKEND = Backend(
+    name="file",
+    store_types=("file",),
+    capabilities=Capabilities(
+        writable=True,
+        file_system=True,
+        durable_writes=False,
+        leftovers="temp files",
+        etag=ETag.STAT,
+        buffers_per_asset=2,
+        max_name_bytes=255,
+    ),
+    build=FolderStore,
+    settings=FileStore,
+)
