@@ -7,7 +7,6 @@ so that `stacflow plan` and `stacflow run` agree, and a run never stops half-way
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 import unicodedata
@@ -17,8 +16,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.selection import (
+    NotSelected,
+    SourceMap,
+    nothing_to_relocate,
+    outside_every_source,
+    select_rows,
+    sort_rows,
+    under,
+)
 from stacflow.flows.spec import Source, Spec
-from stacflow.tasks.errors import PlanConflict
+from stacflow.tasks.errors import InputError, PlanConflict
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Leg, Move, Record
@@ -58,12 +66,19 @@ class Plan:
     policy: CopyPolicy
     batch_assets: int
     batch_bytes: int
-    unselected: int
+    not_selected: tuple[NotSelected, ...] = field(default=())
+    """Locked assets this run leaves alone, each with its reason."""
+    without_item: tuple[str, ...] = field(default=())
+    """`item/asset` of relocated assets whose Item the items table lacks: no alternate for them."""
     conflicts: tuple[str, ...] = field(default=())
 
     @property
     def bytes(self) -> int:
         return sum(m.expected_size or 0 for m in self.moves)
+
+    @property
+    def unselected(self) -> int:
+        return len(self.not_selected)
 
     def refuse_conflicts(self) -> None:
         if self.conflicts:
@@ -97,12 +112,25 @@ def compile_plan(
     """`validate` and `checksums` override the spec's validate section (scheduled checks)."""
     spec = inputs.spec
     conflicts: list[str] = []
-    selected = select_rows(spec, inputs.lock, inputs.collections)
+    selected, not_selected = select_rows(spec, inputs.lock, inputs.collections)
+    sources = SourceMap(spec, inputs.base, inputs.source_locks)
     source_name = spec.relocate_source
     source = spec.sources[source_name]
-    rows, problem = source_rows(source_name, source, selected, inputs)
-    if problem:
-        conflicts.append(problem)
+    by_source = sort_rows(selected, sources, source_name)
+    conflicts.extend(by_source.problems)
+    not_selected += by_source.elsewhere
+    rows = source_rows(source_name, source, by_source.relocated, inputs)
+    if not rows and not by_source.problems:
+        lock_path = (
+            str(inputs.base / spec.package / "assets.lock.parquet")
+            if spec.package
+            else "derived from the Items"
+        )
+        conflicts.append(
+            nothing_to_relocate(
+                source_name, source, locked=len(inputs.lock), selected=selected, lock_path=lock_path
+            )
+        )
     unknown = sorted(set(only_targets or ()) - set(spec.targets))
     if unknown:
         conflicts.append(
@@ -141,7 +169,8 @@ def compile_plan(
         if name not in spec.sources:
             conflicts.append(f"no source or target named {name} to validate")
             continue
-        lock_rows, _ = source_rows(name, spec.sources[name], selected, inputs)
+        covered = [row for row in selected if _covers(sources, name, row)]
+        lock_rows = source_rows(name, spec.sources[name], covered, inputs)
         checks.append(
             LockChecks(
                 name, tuple(source_checks(name, spec, lock_rows, inputs.base)), with_checksums
@@ -159,45 +188,32 @@ def compile_plan(
         policy=copy_policy(spec, targets),
         batch_assets=spec.relocate.batch.assets,
         batch_bytes=spec.relocate.batch.bytes,
-        unselected=len(inputs.lock) - len(selected),
+        not_selected=tuple(not_selected),
+        without_item=tuple(
+            f"{m.source.item_id}/{m.source.asset_key}"
+            for m in moves
+            if inputs.items_path is not None and m.source.item_id not in inputs.collections
+        ),
         conflicts=tuple(conflicts),
     )
 
 
-def select_rows(
-    spec: Spec, rows: Sequence[LockRow], collections: dict[str, str | None]
-) -> list[LockRow]:
-    chosen = spec.select
-
-    def keep(row: LockRow) -> bool:
-        if chosen.items and not _matches(row.item_id, chosen.items):
-            return False
-        if chosen.collections and collections.get(row.item_id) not in chosen.collections:
-            return False
-        if chosen.assets.include and not _matches(row.asset_key, chosen.assets.include):
-            return False
-        return not _matches(row.asset_key, chosen.assets.exclude)
-
-    return [row for row in rows if keep(row)]
-
-
 def source_rows(
-    name: str, source: Source, selected: Sequence[LockRow], inputs: Inputs
-) -> tuple[list[LockRow], str | None]:
-    """The rows a source stands for, or a reason why it stands for none."""
-    if source.lock is not None:
-        wanted = {(r.item_id, r.asset_key) for r in selected}
-        rows = [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
-        if not rows:
-            return rows, f"source {name}: its lock {source.lock} has no row for the selected assets"
-        return rows, None
-    if source.prefix is None:
-        return list(selected), None if selected else f"source {name}: the lock has no rows"
-    rows = [r for r in selected if _under(r.href, source.prefix)]
-    if not rows:
-        seen = f"; hrefs look like {selected[0].href}" if selected else ""
-        return rows, f"source {name}: no locked href starts with {source.prefix}{seen}"
-    return rows, None
+    name: str, source: Source, covered: Sequence[LockRow], inputs: Inputs
+) -> list[LockRow]:
+    """The rows to read for the package rows a source covers: those rows themselves, or for a
+    source with its own lock, that lock's rows for the same assets."""
+    if source.lock is None:
+        return list(covered)
+    wanted = {(r.item_id, r.asset_key) for r in covered}
+    return [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
+
+
+def _covers(sources: SourceMap, name: str, row: LockRow) -> bool:
+    try:
+        return sources.covers(name, row)
+    except InputError:
+        return False  # a row without a usable href is a conflict of its own
 
 
 def source_access(
@@ -217,7 +233,7 @@ def source_access(
     can = found.capabilities
     compare &= can.facts
     if can.endpoint is Endpoint.MIRROR and access.endpoint:
-        if source.prefix and _under(row.href, source.prefix):
+        if source.prefix and under(row.href, source.prefix):
             path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
         else:
             path = row.key or ""
@@ -385,16 +401,20 @@ def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) ->
     return [Check(row, *source_access(row, source, spec.relocate.chunk_size, base)) for row in rows]
 
 
-def derive_checks(spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
-    """HEAD each asset of lock-less Items through the first source whose prefix covers it."""
-    sources = [s for s in spec.sources.values() if s.lock is None]
-    checks = []
+def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check]:
+    """HEAD each asset of lock-less Items through the first source that stands for it; an asset
+    no source stands for is refused first (a run reads only the stores its spec declares)."""
+    sources = SourceMap(spec, base, {})
+    names = [name for name, source in spec.sources.items() if source.lock is None]
+    checks, outside = [], []
     for row in rows:
-        source = next(
-            (s for s in sources if s.prefix is None or _under(row.href, s.prefix)),
-            Source(),
-        )
+        source = next((spec.sources[n] for n in names if sources.covers(n, row)), None)
+        if source is None:
+            outside.append(row)
+            continue
         checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size, base)))
+    if outside:
+        raise PlanConflict([outside_every_source(outside)])
     return checks
 
 
@@ -474,12 +494,3 @@ def _plain_http_url(store: StoreRef) -> str | None:
         if url and urlsplit(url).scheme == "http":
             return url
     return None
-
-
-def _under(href: str, prefix: str) -> bool:
-    stem = prefix.rstrip("/")
-    return href == stem or href.startswith(stem + "/")
-
-
-def _matches(value: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)

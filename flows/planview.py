@@ -20,6 +20,7 @@ from stacflow.flows.inputs import (
     previous_records,
     unwritten_locks,
 )
+from stacflow.flows.selection import EXAMPLES, NotSelected, counted, without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.derive import derive_facts, locate_assets
 from stacflow.tasks.errors import InputError, PlanConflict, SpecError, UsageError
@@ -46,6 +47,7 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
         located = locate_assets(
             items, base=stac.parent, metadata_assets=spec.select.metadata_assets
         )
+        derive_checks(spec, located, spec_path.parent)  # refuses assets no source stands for
     except (InputError, PlanConflict) as error:
         raise SpecError(str(spec_path), None, "", str(error)) from error
     if not located:
@@ -78,13 +80,27 @@ class PlanReport:
     source: str
     targets: dict[str, TargetCounts]
     conflicts: list[str]
-    unselected: int
+    not_selected: list[NotSelected] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unselected(self) -> int:
+        return len(self.not_selected)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "source": self.source,
             "unselected": self.unselected,
+            "not_selected": [
+                {
+                    "reason": reason,
+                    "assets": len(rows),
+                    "examples": [f"{r.item_id}/{r.asset_key}" for r in rows[:EXAMPLES]],
+                }
+                for reason, rows in counted(self.not_selected).items()
+            ],
+            "notes": self.notes,
             "targets": {
                 name: {
                     "to_copy": {"assets": c.to_copy[0], "bytes": c.to_copy[1]},
@@ -103,8 +119,10 @@ class PlanReport:
             lines.append(
                 f"  {name:<14}{_cell(c.to_copy):<24}{_cell(c.verified):<24}{len(c.conflicts)}"
             )
-        if self.unselected:
-            lines.append(f"  {self.unselected} locked assets are outside the selection")
+        for reason, rows in counted(self.not_selected).items():
+            examples = ", ".join(f"{r.item_id}/{r.asset_key}" for r in rows[:EXAMPLES])
+            lines.append(f"  not selected: {len(rows)} ({reason}), e.g. {examples}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  ✗ {conflict}" for conflict in self.conflicts]
         if self.conflicts:
             lines.append("  a run refuses to start until every conflict is resolved")
@@ -145,7 +163,14 @@ def _report(plan: Plan, rows: Sequence[Any]) -> PlanReport:
         for name, c in counts.items():
             if conflict.startswith(f"target {name}:"):
                 c.conflicts.append(conflict)
-    return PlanReport(plan.name, plan.source, counts, list(plan.conflicts), plan.unselected)
+    return PlanReport(
+        plan.name,
+        plan.source,
+        counts,
+        list(plan.conflicts),
+        list(plan.not_selected),
+        without_item_note(plan.without_item),
+    )
 
 
 def _cell(cell: list[int]) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.selection import not_selected_outcomes, without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.derive import derive_batch_task, locate_assets
@@ -94,7 +95,8 @@ def relocate_package(
         plan = prepare_plan(inputs, targets, sweep=killed)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
-            return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
+            outcomes = [*derived, *planned, *left_alone(plan)]
+            return finish_run(plan, inputs, outcomes, started, dry_run=True)
         moved, byte_phase_s = relocate_assets(plan, inputs)
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
@@ -189,6 +191,7 @@ def settle_run(
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets])
     locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
+    outcomes += left_alone(plan)
     enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
     files = enriching.result() if enriching is not None else []
@@ -204,6 +207,11 @@ def settle_run(
         flush_s=flush_s,
         files=files,
     )
+
+
+def left_alone(plan: Plan) -> list[Outcome]:
+    """The outcome of each locked asset the plan does not relocate: not selected, and why."""
+    return not_selected_outcomes(plan.not_selected, [t.name for t in plan.targets])
 
 
 def record_relocations(
@@ -350,6 +358,7 @@ def finish_run(
         ),
         dry_run=dry_run,
         unvalidated=tuple((unvalidated or {}).items()),
+        notes=tuple(without_item_note(plan.without_item)),
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     get_run_logger().info("%s", summary.text())

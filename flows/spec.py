@@ -96,7 +96,8 @@ class Source(_Strict):
         default=None,
         min_length=1,
         description="Package-lock rows whose href starts with this prefix "
-        "(https://host/, s3://bucket/, or a folder). Default: every row.",
+        "(https://host/, s3://bucket/, or a folder). Default: every row of a remote store, and "
+        "the files inside the package's (or the Items') folder.",
     )
     lock: SpecPath | None = Field(
         default=None,

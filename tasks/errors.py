@@ -13,6 +13,8 @@ MAX_SHOWN = 80
 """The most of one value a message quotes: a 2 MB key must not become a 2 MB line."""
 MAX_DETAIL = 300
 """The most of a library's own error text a message carries."""
+MAX_MESSAGE = 2000
+"""The most of any one spec message: each value in it is cut already; this is the backstop."""
 
 
 def shorten(value: object, limit: int = MAX_SHOWN) -> str:
@@ -39,7 +41,7 @@ class SpecError(UsageError):
     """A spec file is wrong at a known place."""
 
     def __init__(self, file: str, line: int | None, field: str, problem: str) -> None:
-        field, problem = shorten(field, 2 * MAX_SHOWN), shorten(problem, 2 * MAX_DETAIL)
+        field, problem = shorten(field, 2 * MAX_SHOWN), shorten(problem, MAX_MESSAGE)
         self.file, self.line, self.field, self.problem = file, line, field, problem
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")

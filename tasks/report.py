@@ -30,6 +30,7 @@ class Result(StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     DERIVED = "derived"
+    NOT_SELECTED = "not-selected"
 
 
 FAILURES = frozenset({Result.FAILED, Result.DRIFTED, Result.INVALID})

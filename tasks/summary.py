@@ -10,6 +10,7 @@ from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.sizes import format_size
 
 FAILURES_SHOWN = 10
+EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Summary:
     dry_run: bool = False
     unvalidated: tuple[tuple[str, str], ...] = ()
     """Locks that were to be validated but could not be (none written yet), with the reason."""
+    notes: tuple[str, ...] = ()
+    """What a reader must know that no outcome row says (assets whose Item is missing)."""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +64,10 @@ class Summary:
             lines.append(f"  derive  {store:<12} {_cells(row)}")
         for store, row in self.counts(Step.RELOCATE).items():
             lines.append(f"  relocate → {store:<8} {_cells(row)}")
+        lines.extend(
+            f"  not selected: {count} ({reason}), e.g. {examples}"
+            for reason, count, examples in self.not_selected()
+        )
         if self.copied_bytes:
             lines.append(
                 f"  bytes moved: {format_size(self.copied_bytes)} in {self.byte_phase_s:.2f} s "
@@ -71,6 +78,7 @@ class Summary:
             lines.append(f"  validate {store:<11} {_cells(row)}{how}")
         for store, reason in self.unvalidated:
             lines.append(f"  validate {store:<11} not validated: {reason}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         lines.extend(
             f"  ✗ {o.step} {o.store} {o.item_id}/{o.asset_key}: {o.outcome}: {o.message}"
             for o in self.failures[:FAILURES_SHOWN]
@@ -116,6 +124,18 @@ class Summary:
                     f"{'yes' if store in self.checksum_locks else 'no'} |"
                 )
             parts.append("")
+        left_alone = self.not_selected()
+        if left_alone:
+            parts.append("## Not selected")
+            parts += [
+                f"- {count} locked assets: {reason} (e.g. {examples})"
+                for reason, count, examples in left_alone
+            ]
+            parts.append("")
+        if self.notes:
+            parts.append("## Notes")
+            parts += [f"- {note}" for note in self.notes]
+            parts.append("")
         if self.unvalidated:
             parts.append("## Not validated")
             parts += [f"- **{store}**: {reason}" for store, reason in self.unvalidated]
@@ -132,6 +152,17 @@ class Summary:
             parts.append("## Outputs")
             parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
         return "\n".join(parts)
+
+    def not_selected(self) -> list[tuple[str, int, str]]:
+        """(reason, assets, examples) of the locked assets the run left alone."""
+        by_reason: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+        for o in self.outcomes:
+            if o.outcome == Result.NOT_SELECTED:
+                by_reason[o.message or ""][(o.item_id, o.asset_key)] = None
+        return [
+            (reason, len(assets), ", ".join(f"{i}/{a}" for i, a in list(assets)[:EXAMPLES]))
+            for reason, assets in by_reason.items()
+        ]
 
     def _verdict(self) -> str:
         if self.ok and self.unvalidated:
