@@ -47,7 +47,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stacflow.tasks.errors import SpecError, shorten
+from stacflow.tasks.errors import MAX_SHOWN, SpecError, shorten
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -323,6 +323,8 @@ class _Problem:
             return cls(lines.line(path), path, "required key missing")
         value = _HIDDEN if "credentials" in path else error.get("input")
         text = _plain(kind, error["msg"], ctx, value)
+        if isinstance(value, str) and len(value) > MAX_SHOWN:  # a validator quoted it whole
+            text = text.replace(value, shorten(value))
         return cls(lines.line(path, key=at_key), path, text)
 
 
