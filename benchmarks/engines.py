@@ -179,6 +179,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         VALIDATION_BATCH_FACTOR,
         _chunks,
         record_relocations,
+        recorded,
     )
     from stacflow.tasks.outputs import (  # noqa: PLC0415
         OutputPaths,
@@ -207,10 +208,14 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     byte_phase_s = time.perf_counter() - phase
     flush_targets([t.store for t in plan.targets])
     outcomes = [m.outcome for m in moved]
-    locks, alternates = record_relocations(plan, inputs, outcomes)
+    locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
     jobs = [(c.name, list(c.checks), c.checksums) for c in plan.source_checks]
     jobs += [
-        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        (
+            t.name,
+            target_checks(t, locks.get(t.name, []), recorded(plan, t.name)),
+            t.name in plan.checksum_targets,
+        )
         for t in plan.targets
         if t.name in plan.validate_targets
     ]

@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fail-fast", action="store_true", default=None, help="stop at the first failure"
     )
+    run.add_argument(
+        "--verify",
+        choices=["facts", "checksums"],
+        help="override relocate.verify: 'checksums' hashes every copy already in a target "
+        "before trusting it, and copies again what does not match",
+    )
     scale = run.add_mutually_exclusive_group()
     scale.add_argument(
         "--shards",
@@ -131,7 +137,10 @@ def _run(args: argparse.Namespace) -> int:
 
     _preflight(args.spec, args.targets)
     overrides = RunOverrides(
-        max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
+        max_workers=args.max_workers,
+        on_drift=args.on_drift,
+        fail_fast=args.fail_fast,
+        verify=args.verify,
     )
     if args.shards:
         result = _run_in_shards(args, overrides)

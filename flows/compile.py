@@ -172,9 +172,7 @@ def compile_plan(
         covered = [row for row in selected if _covers(sources, name, row)]
         lock_rows = source_rows(name, spec.sources[name], covered, inputs)
         checks.append(
-            LockChecks(
-                name, tuple(source_checks(name, spec, lock_rows, inputs.base)), with_checksums
-            )
+            LockChecks(name, tuple(source_checks(name, spec, lock_rows, inputs)), with_checksums)
         )
     return Plan(
         name=spec.name,
@@ -396,9 +394,19 @@ def fits_store(store: StoreRef, path: str) -> None:
         raise ValueError(f"key {path!r} is longer than {can.max_key_bytes} bytes")
 
 
-def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
+def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], inputs: Inputs) -> list[Check]:
+    """Checks of a source lock; a row without a checksum is held to the one its provider
+    published on the Item (`file:checksum`), if any."""
     source = spec.sources[name]
-    return [Check(row, *source_access(row, source, spec.relocate.chunk_size, base)) for row in rows]
+    checks = []
+    for row in rows:
+        store, path = source_access(row, source, spec.relocate.chunk_size, inputs.base)
+        published = inputs.provider_checksums.get((row.item_id, row.asset_key))
+        if row.file_checksum or not published:
+            checks.append(Check(row, store, path))
+        else:
+            checks.append(Check(row, store, path, published, "items"))
+    return checks
 
 
 def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check]:
@@ -418,14 +426,27 @@ def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check
     return checks
 
 
-def target_checks(target: TargetPlan, rows: Iterable[LockRow]) -> list[Check]:
-    """Checks of a relocated lock: its keys are read back relative to the target's root."""
+def target_checks(
+    target: TargetPlan, rows: Iterable[LockRow], recorded: Mapping[tuple[str, str], Record]
+) -> list[Check]:
+    """Checks of a relocated lock: its keys are read back relative to the target's root. A row
+    that lost its checksum (stacpkg rewrites locks without it) is held to the one recorded when
+    the copy was made, for the same key and size."""
     root = target.store.root.strip("/")
     checks = []
     for row in rows:
         key = (row.key or "").strip("/")
         path = key[len(root) :].lstrip("/") if root and key.startswith(root + "/") else key
-        checks.append(Check(row, target.store, path))
+        copy = recorded.get((row.item_id, row.asset_key))
+        if (
+            row.file_checksum is None
+            and copy is not None
+            and (copy.row.key, copy.row.size_bytes) == (row.key, row.size_bytes)
+            and copy.row.file_checksum
+        ):
+            checks.append(Check(row, target.store, path, copy.row.file_checksum, "copy"))
+        else:
+            checks.append(Check(row, target.store, path))
     return checks
 
 
@@ -441,6 +462,7 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
         max_backoff=options.retry.max_backoff.total_seconds(),
         on_drift=options.on_drift,
         fail_fast=options.fail_fast,
+        verify=options.verify,
     )
 
 

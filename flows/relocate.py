@@ -38,7 +38,7 @@ from stacflow.tasks.outputs import (
 )
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from stacflow.tasks.report import Outcome, Result, Step, write_report
-from stacflow.tasks.state import journal_path, run_lock, settle_journal
+from stacflow.tasks.state import journal_path, refute, run_lock, settle_journal
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
@@ -65,6 +65,11 @@ class RunOverrides(BaseModel):
     )
     fail_fast: bool | None = Field(
         default=None, description="Stop at the first failed asset (spec: relocate.fail_fast)."
+    )
+    verify: Literal["facts", "checksums"] | None = Field(
+        default=None,
+        description="checksums: hash every copy already in a target before trusting it, and "
+        "copy again what does not match (spec: relocate.verify).",
     )
 
 
@@ -303,7 +308,11 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         (checks.name, list(checks.checks), checks.checksums) for checks in plan.source_checks
     ]
     jobs += [
-        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        (
+            t.name,
+            target_checks(t, locks.get(t.name, []), recorded(plan, t.name)),
+            t.name in plan.checksum_targets,
+        )
         for t in plan.targets
         if t.name in plan.validate_targets
     ]
@@ -316,6 +325,16 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
     for name, future in futures:
         validated[name].extend(future.result())
     return validated
+
+
+def recorded(plan: Plan, target: str) -> dict[tuple[str, str], Record]:
+    """What the target's journal (or relocated lock) recorded of each copy before this step."""
+    return {
+        move.key: leg.previous
+        for move in plan.moves
+        for leg in move.legs
+        if leg.target == target and leg.previous is not None
+    }
 
 
 def finish_run(
@@ -343,6 +362,7 @@ def finish_run(
     for name, results in validated.items():
         written.append(write_validation(paths, name, [r.line for r in results]))
         outcomes += [r.outcome for r in results]
+    remedies = refute_invalid_copies(plan, inputs.outputs, validated)
     if not dry_run:
         write_report(report, outcomes)
         written.append(report)
@@ -353,18 +373,38 @@ def finish_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         outputs=tuple(str(p) for p in (*files, *written)),
-        checksum_locks=frozenset(
-            [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
-        ),
         dry_run=dry_run,
         unvalidated=tuple((unvalidated or {}).items()),
-        notes=tuple(without_item_note(plan.without_item)),
+        notes=(*without_item_note(plan.without_item), *remedies),
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     get_run_logger().info("%s", summary.text())
     if not summary.ok:
         raise RunFailed(summary.text())
     return run_result(summary, plan)
+
+
+def refute_invalid_copies(
+    plan: Plan, outputs: Path, validated: Mapping[str, list[Validated]]
+) -> list[str]:
+    """A copy that failed validation is never trusted again: it is remembered beside its
+    target's journal, so the next run copies it again. Returns the remedy, said once."""
+    found = 0
+    for target in plan.targets:
+        invalid = [
+            (result.row, result.outcome.message or "invalid")
+            for result in validated.get(target.name, [])
+            if result.outcome.failed
+        ]
+        found += refute(journal_path(outputs, target.name), invalid)
+    if not found:
+        return []
+    copies = "1 copy" if found == 1 else f"{found} copies"
+    remedy = (
+        f"remedy: the next `stacflow run` copies again the {copies} that failed validation; "
+        "`stacflow run --verify checksums` also hashes every other copy before trusting it"
+    )
+    return [remedy]
 
 
 def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:

@@ -308,6 +308,13 @@ class Relocate(_Strict):
         "the copy (outcome drifted) or copy and record the new facts.",
     )
     fail_fast: bool = Field(default=False, description="Stop at the first failed asset.")
+    verify: Literal["facts", "checksums"] = Field(
+        default="facts",
+        description="How a rerun proves a copy it finds: facts (its size, ETag and "
+        "Last-Modified unchanged since it was recorded, and no validation found it wrong) or "
+        "checksums (its bytes hashed again before it is trusted; copies without a checksum "
+        "are copied again).",
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> Relocate:

@@ -65,6 +65,7 @@ def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
                     "item_id": row["item_id"],
                     "asset_key": row["asset_key"],
                     "valid": row["outcome"] == "valid",
+                    "checked": row["checked"],
                     "errors": row["error"],
                 }
                 for row in outcome_rows(outcomes, TABLE_ROWS)

@@ -33,7 +33,7 @@ from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
-from stacflow.tasks.verified import verified_copy
+from stacflow.tasks.verified import FACTS, verified_copy
 
 log = logging.getLogger("stacflow")
 NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"
@@ -52,6 +52,8 @@ class CopyPolicy:
     sweep: bool = True
     """Look for debris a killed run left (temp files, open multipart uploads) before writing;
     the flow turns it off when its run lock says the previous run ended normally."""
+    verify: str = FACTS
+    """`facts`: trust a recorded copy whose facts are unchanged; `checksums`: hash it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
             pending.append(leg)  # nothing could prove a copy there: no need to look
             continue
         try:
-            existing = verified_copy(move, leg)
+            existing = verified_copy(move, leg, policy.verify)
         except AssetError:
             existing = None  # an unreadable target is rewritten, and the write reports its error
         if existing is None:

@@ -26,6 +26,8 @@ from stacflow.tasks.locks import LOCK_COLUMNS, LockRow, read_lock
 from stacflow.tasks.moves import Record
 
 STATE_DIR = ".stacflow"
+_COPY_FACTS = ("item_id", "asset_key", "key", "size_bytes", "etag", "last_modified")
+"""What names one copy: a refutation of it does not reach a later copy of the same asset."""
 RUNNING = b"running"
 TAIL_BLOCK = 64 * 1024
 log = logging.getLogger("stacflow")
@@ -33,6 +35,11 @@ log = logging.getLogger("stacflow")
 
 def journal_path(outputs: Path, target: str) -> Path:
     return outputs / STATE_DIR / f"{target}.records.jsonl"
+
+
+def refuted_path(journal: Path) -> Path:
+    """Beside a target's journal: the copies a validation found wrong, never to be trusted."""
+    return journal.with_name(f"{journal.name.removesuffix('.records.jsonl')}.refuted.jsonl")
 
 
 class Journal:
@@ -128,8 +135,51 @@ def run_lock(outputs: Path) -> Iterator[bool]:
         os.close(descriptor)
 
 
+def refute(journal: Path, rows: Iterable[tuple[LockRow, str]]) -> int:
+    """Remember copies a validation found wrong (their lock rows, and why), so that no run
+    trusts them again: the next one re-copies them. Appended under a lock; returns how many."""
+    lines = "".join(
+        json.dumps(
+            {**{name: getattr(row, name) for name in _COPY_FACTS}, "reason": reason},
+            separators=(",", ":"),
+        )
+        + "\n"
+        for row, reason in rows
+    ).encode()
+    if not lines:
+        return 0
+    path = refuted_path(journal)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        repair_tail(descriptor, path)
+        os.write(descriptor, lines)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return lines.count(b"\n")
+
+
+def refuted(journal: Path) -> set[tuple[object, ...]]:
+    """The copies validations found wrong, by their lock row's location and facts: a new copy
+    (new facts) of the same asset is not refuted."""
+    path = refuted_path(journal)
+    if not path.is_file():
+        return set()
+    found = set()
+    for line in path.read_bytes().splitlines():
+        try:
+            data = json.loads(line)
+            found.add(tuple(data[name] for name in _COPY_FACTS))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line refutes nothing
+    return found
+
+
 def read_records(path: Path, fallback_lock: Path | None = None) -> dict[tuple[str, str], Record]:
-    """Latest record per asset; a relocated lock without its journal still counts."""
+    """Latest record per asset; a relocated lock without its journal still counts. A copy a
+    validation found wrong is marked `refuted`: its facts prove nothing any more."""
     records: dict[tuple[str, str], Record] = {}
     if fallback_lock is not None and fallback_lock.is_file() and not path.is_file():
         for row in read_lock(fallback_lock):
@@ -146,6 +196,14 @@ def read_records(path: Path, fallback_lock: Path | None = None) -> dict[tuple[st
             log.warning(
                 "%s: %d unreadable line(s) ignored (torn by a kill or a full disk)", path, torn
             )
+    wrong = refuted(path)
+    if wrong:
+        records = {
+            key: dataclasses.replace(record, refuted=True)
+            if tuple(getattr(record.row, name) for name in _COPY_FACTS) in wrong
+            else record
+            for key, record in records.items()
+        }
     return records
 
 

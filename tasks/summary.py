@@ -10,6 +10,7 @@ from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.sizes import format_size
 
 FAILURES_SHOWN = 10
+NO_CHECKSUM = "no checksum recorded"
 EXAMPLES = 3
 
 
@@ -21,7 +22,6 @@ class Summary:
     byte_phase_s: float = 0.0
     flush_s: float = 0.0
     outputs: tuple[str, ...] = field(default=())
-    checksum_locks: frozenset[str] = frozenset()
     dry_run: bool = False
     unvalidated: tuple[tuple[str, str], ...] = ()
     """Locks that were to be validated but could not be (none written yet), with the reason."""
@@ -74,8 +74,7 @@ class Summary:
                 f"({format_size(self.throughput)}/s), flushed to disk in {self.flush_s:.2f} s"
             )
         for store, row in self.counts(Step.VALIDATE).items():
-            how = " (with checksums)" if store in self.checksum_locks else ""
-            lines.append(f"  validate {store:<11} {_cells(row)}{how}")
+            lines.append(f"  validate {store:<11} {_cells(row)}{self._proof(store, ' (%s)')}")
         for store, reason in self.unvalidated:
             lines.append(f"  validate {store:<11} not validated: {reason}")
         lines.extend(f"  note: {note}" for note in self.notes)
@@ -121,7 +120,7 @@ class Summary:
                 parts.append(
                     f"| {store} | {row.get(Result.VALID, (0, 0))[0]} | "
                     f"{row.get(Result.INVALID, (0, 0))[0]} | "
-                    f"{'yes' if store in self.checksum_locks else 'no'} |"
+                    f"{self._proof(store, '%s') or 'no'} |"
                 )
             parts.append("")
         left_alone = self.not_selected()
@@ -152,6 +151,20 @@ class Summary:
             parts.append("## Outputs")
             parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
         return "\n".join(parts)
+
+    def _proof(self, store: str, shape: str) -> str:
+        """What validating `store` proved about the bytes, or "" when nothing was hashed or
+        asked to be: "with checksums" only when every row's bytes were hashed."""
+        checked = [o.checked for o in self.outcomes if o.step == Step.VALIDATE and o.store == store]
+        hashed = sum(1 for c in checked if (c or "").startswith("sha256"))
+        unproven = sum(1 for c in checked if c == NO_CHECKSUM)
+        if checked and hashed == len(checked):
+            return shape % "with checksums"
+        if unproven and not hashed:
+            return shape % "no checksum recorded: facts only"
+        if unproven:
+            return shape % f"checksums: {hashed} hashed, {unproven} with no checksum recorded"
+        return ""
 
     def not_selected(self) -> list[tuple[str, int, str]]:
         """(reason, assets, examples) of the locked assets the run left alone."""
@@ -202,6 +215,7 @@ def outcome_rows(outcomes: Sequence[Outcome], limit: int = 500) -> list[dict[str
             "bytes": o.bytes,
             "attempts": o.attempts,
             "error": f"{o.error_class}: {o.message}" if o.error_class else "",
+            **({"checked": o.checked} if o.step == Step.VALIDATE else {}),
         }
         for o in ordered[:limit]
     ]
