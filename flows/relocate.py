@@ -29,6 +29,7 @@ from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Record
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import (
+    KeptTarget,
     OutputPaths,
     Promotion,
     alternates_of,
@@ -288,10 +289,16 @@ def enrich_items(
     the other); None when there are no items or no targets."""
     if not plan.targets or inputs.items_path is None:
         return None
+    spec = inputs.spec
     promotions = [
-        Promotion(t.name, t.alternate_key)
-        for t in plan.targets
-        if inputs.spec.targets[t.name].promote
+        Promotion(name, spec.alternate_key(name))
+        for name in spec.targets
+        if spec.targets[name].promote
+    ]
+    kept = [
+        KeptTarget(name, spec.alternate_key(name), spec.alternate_name(name))
+        for name in spec.targets
+        if name not in locks
     ]
     return enrich_task.submit(
         OutputPaths(inputs.outputs),
@@ -299,6 +306,7 @@ def enrich_items(
         Opaque(locks),
         Opaque(alternates),
         promotions,
+        kept=kept,
     )
 
 
