@@ -183,8 +183,9 @@ class Target(_Strict):
     )
     promote: bool = Field(
         default=False,
-        description="Also write <target>.primary.items.parquet, in which this target's href "
-        "is each asset's href and the original moves to alternate.original.",
+        description="Also write <target>.primary.items.parquet, as stacpkg's "
+        "promote-alternate --mode switch: this target's href becomes each asset's href, and "
+        "the original href takes its place under the target's alternate key, named 'original'.",
     )
 
     @field_validator("layout")
