@@ -11,7 +11,7 @@ import posixpath
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -30,6 +30,7 @@ from stacflow.tasks.errors import InputError, PlanConflict
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Leg, Move, Record
+from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
 from stacflow.tasks.stores import Endpoint, StoreRef, backend, backend_for, capabilities
 
@@ -140,7 +141,10 @@ def compile_plan(
     targets = tuple(
         TargetPlan(
             name,
-            spec.targets[name].store.ref(inputs.base, spec.relocate.chunk_size),
+            replace(
+                spec.targets[name].store.ref(inputs.base, spec.relocate.chunk_size),
+                owner=owner_id(inputs.outputs),
+            ),
             spec.alternate_key(name),
             spec.alternate_name(name),
         )

@@ -6,6 +6,7 @@ it already holds (HEADs only), and count per target what a run would copy, skip 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,10 @@ from stacflow.flows.spec import Spec
 from stacflow.tasks.derive import derive_facts, locate_assets
 from stacflow.tasks.errors import InputError, PlanConflict, SpecError, UsageError
 from stacflow.tasks.items import read_item_dicts
+from stacflow.tasks.owners import Owner, foreign_owner
 from stacflow.tasks.report import Result
 from stacflow.tasks.sizes import format_size
+from stacflow.tasks.stores import capabilities
 from stacflow.tasks.survey import PLANNED, survey
 
 
@@ -41,7 +44,9 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
     try:
         if stac is None:
             inputs = load_inputs(spec_path, spec)
-            compile_plan(inputs, previous_records(inputs), targets).refuse_conflicts()
+            plan = compile_plan(inputs, previous_records(inputs), targets)
+            plan.refuse_conflicts()
+            refuse_foreign_folders(plan, Owner.of(spec.name, inputs.outputs))
             return spec
         items = read_item_dicts(stac)
         located = locate_assets(
@@ -56,6 +61,15 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
             str(spec_path), None, "stac", f"{stac}: {problem}select.metadata_assets: true)"
         )
     return spec
+
+
+def refuse_foreign_folders(plan: Plan, owner: Owner) -> None:
+    """Another spec's folder is found before Prefect starts (object stores: in the run)."""
+    for target in plan.targets:
+        if capabilities(target.store).file_system and (
+            problem := foreign_owner(target.name, target.store, owner)
+        ):
+            raise PlanConflict([problem])
 
 
 def check_validation(spec_path: Path, spec: Spec, locks: list[str]) -> None:
@@ -133,6 +147,9 @@ def plan_report(spec_path: Path, targets: Sequence[str] | None) -> tuple[PlanRep
     spec = load_spec(spec_path)
     inputs = _inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs), targets)
+    owner = Owner.of(spec.name, inputs.outputs)
+    owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
+    plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
     return _report(plan, survey(plan.moves, plan.policy.workers)), bool(plan.conflicts)
 
 

@@ -37,6 +37,7 @@ from stacflow.tasks.outputs import (
     write_package,
     write_validation,
 )
+from stacflow.tasks.owners import Owner, claim_targets_task
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
 from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, refute, run_lock, settle_journal
@@ -98,7 +99,7 @@ def relocate_package(
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     with run_lock(outputs_of(Path(spec_path), spec)) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, sweep=killed)
+        plan = prepare_plan(inputs, targets, sweep=killed, claim=not dry_run)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             outcomes = [*derived, *planned, *left_alone(plan)]
@@ -142,14 +143,18 @@ def outputs_of(spec_path: Path, spec: Spec) -> Path:
 
 
 def prepare_plan(
-    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True
+    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True, claim: bool = True
 ) -> Plan:
-    """Compile, and refuse the whole run if any key conflicts: before a single byte moves.
+    """Compile, and refuse the whole run if any key conflicts or another spec owns a target
+    root: before a single byte moves.
 
     `sweep`: look for a killed run's debris while copying (the run lock knows whether to).
+    `claim`: record this spec as the owner of its target roots (not for a dry run).
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
+    owner = Owner.of(inputs.spec.name, inputs.outputs)
+    claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
     plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=sweep))
     get_run_logger().info(
         "plan: %d assets (%d bytes) from %s into %s, %d batches",

@@ -84,6 +84,9 @@ class StoreRef:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     compare: frozenset[str] = FACT_NAMES
     """Which lock facts this store reproduces (a mirror may keep sizes but not ETags)."""
+    owner: str = ""
+    """Who writes through it (a target's, one per spec's outputs): its temp names carry this, so
+    a sweep after a kill removes only its own, never another spec's in-flight writes."""
 
 
 class ETag(StrEnum):
