@@ -20,7 +20,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from stacflow.tasks.errors import RunFailed, UsageError
+from stacflow.tasks.errors import RunFailed, UsageError, scrub
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -196,7 +196,7 @@ def _plan(args: argparse.Namespace) -> int:
     from stacflow.flows.planview import plan_report  # noqa: PLC0415
 
     report, conflicted = plan_report(args.spec, args.targets)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
+    print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 
 

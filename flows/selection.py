@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.spec import Source, Spec
-from stacflow.tasks.errors import InputError, redact, shorten
+from stacflow.tasks.errors import InputError, shorten, strip_url_secrets
 from stacflow.tasks.locations import Location, to_href
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.report import Outcome, Result, Step
@@ -132,6 +132,12 @@ def sort_rows(selected: Sequence[LockRow], sources: SourceMap, relocate_from: st
         except InputError as error:
             unusable.append(f"{_asset(row)}: {error}")
             continue
+        if _has_userinfo(row.href):
+            unusable.append(
+                f"{_asset(row)} at {shown_href(row.href)}: credentials in an href are not "
+                "supported (they would reach logs and locks); configure them on the store"
+            )
+            continue
         if relocate_from in names:
             relocated.append(row)
         elif names:
@@ -201,10 +207,15 @@ def under(href: str, prefix: str) -> bool:
 
 def shown_href(href: str) -> str:
     """An href for a message: no userinfo, no query string (either may be a secret), short."""
-    parts = urlsplit(href)
-    if parts.username is not None or parts.password is not None:
-        href = href.replace(parts.netloc, "<redacted>@" + parts.netloc.rpartition("@")[2], 1)
-    return shorten(redact(href), HREF_SHOWN)
+    return shorten(strip_url_secrets(href), HREF_SHOWN)
+
+
+def _has_userinfo(href: str) -> bool:
+    try:
+        parts = urlsplit(href)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None
 
 
 def not_selected_outcomes(

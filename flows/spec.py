@@ -30,6 +30,7 @@ from pydantic_core import CoreSchema
 
 from stacflow.flows.specfile import SpecFieldError
 from stacflow.tasks.access import Access, Duration, SpecPath, url_problem
+from stacflow.tasks.errors import scrub
 from stacflow.tasks.sizes import format_size, parse_size
 from stacflow.tasks.stores import TargetStore, backend
 
@@ -537,8 +538,9 @@ class Spec(_Strict):
 
     @property
     def slug(self) -> str:
-        """The spec name as Prefect artifact keys need it: lowercase letters, digits, dashes."""
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "spec"
+        """The spec name as Prefect artifact keys need it: lowercase letters, digits, dashes
+        (a name taken from the environment as its variable's name)."""
+        return re.sub(r"[^a-z0-9]+", "-", scrub(self.name).lower()).strip("-") or "spec"
 
 
 def _input(base: Path, path: Path | None, loc: tuple, *, package: bool = False) -> Path | None:

@@ -18,8 +18,10 @@ interpolation when `refuse_interpolation(path)` returns a problem instead of Non
 must not be copied from the environment into a spec model that may be logged.
 
 A message repeats what the author wrote (`got 'flat'`), except below a `credentials` key: a typo
-there may be the secret itself. A model may take a list as the short form of one of its fields
-(`validate: [a, b]` for `{locks: [a, b]}`); a problem inside it is blamed on the list as written.
+there may be the secret itself. A value taken from the environment is shown as `${NAME}`, in
+every message of the process (`errors.redact`): the spec does not say whether it is a secret.
+A model may take a list as the short form of one of its fields (`validate: [a, b]` for
+`{locks: [a, b]}`); a problem inside it is blamed on the list as written.
 
 A model validator that checks a cross-field rule blames the right line with `SpecFieldError`, whose
 `loc` is relative to the model being validated and written with the spec's keys:
@@ -47,7 +49,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stacflow.tasks.errors import MAX_SHOWN, SpecError, shorten
+from stacflow.tasks.errors import MAX_SHOWN, SpecError, hide_environment_value, shorten
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -289,6 +291,7 @@ class _Builder:
                 return match["default"]
             if value is None:
                 raise self._error(node, loc, f"environment variable {name} is not set")
+            hide_environment_value(name, value)
             return value
 
         return _REFERENCE.sub(substitute, text)
@@ -356,8 +359,19 @@ def _plain(kind: str, msg: str, ctx: Mapping[str, Any], value: Any) -> str:
     return msg
 
 
+_SECRET_KEY = re.compile(
+    r"(?i)secret|password|passwd|token|access[_-]?key|api[_-]?key|private[_-]?key|signature"
+)
+
+
 def _unknown_key(key: str, parent: Any) -> str:
     spellings = _spellings(parent)
+    if "credentials" in spellings and _SECRET_KEY.search(key):
+        return (
+            f"unknown key '{shorten(key)}': a secret never goes in a spec (specs are checked in "
+            "and logged); use credentials: {env: VAR}, e.g. credentials: {access_key_id: {env: "
+            "AWS_ACCESS_KEY_ID}, secret_access_key: {env: AWS_SECRET_ACCESS_KEY}}"
+        )
     match = difflib.get_close_matches(key, spellings, n=1)
     if match:
         return f"unknown key '{shorten(key)}' (did you mean '{spellings[match[0]]}'?)"

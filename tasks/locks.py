@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stacflow.tasks.atomic import atomic_write
-from stacflow.tasks.errors import MAX_DETAIL, InputError, redact, shorten
+from stacflow.tasks.errors import MAX_DETAIL, InputError, shorten, strip_url_secrets
 from stacflow.tasks.locations import Location, normalise_store_type, to_href
 
 if TYPE_CHECKING:
@@ -175,4 +175,5 @@ def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
 
 
 def _without_query(value: str | None) -> str | None:
-    return redact(value) if value is not None and "?" in value else value
+    """No signed URL's query, and no URL userinfo, ever reaches a lock."""
+    return strip_url_secrets(value) if value is not None else value

@@ -18,7 +18,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from stacflow.tasks.errors import AssetError, UsageError
+from stacflow.tasks.errors import AssetError, UsageError, scrub
 from stacflow.tasks.stores import StoreRef, capabilities, open_store
 
 OWNER_FILE = ".stacflow-owner"
@@ -34,7 +34,8 @@ class Owner:
 
     @classmethod
     def of(cls, name: str, outputs: Path) -> Owner:
-        return cls(owner_id(outputs), name, str(outputs))
+        """`name` as messages show it: a name taken from the environment as its variable."""
+        return cls(owner_id(outputs), scrub(name), str(outputs))
 
 
 def owner_id(outputs: Path) -> str:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from stacflow.tasks.errors import scrub
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.sizes import format_size
 
@@ -88,7 +89,7 @@ class Summary:
             )
         lines.extend(f"  wrote {path}" for path in self.outputs)
         lines.append(f"  finished in {self.elapsed_s:.1f} s")
-        return "\n".join(lines)
+        return scrub("\n".join(lines))
 
     def markdown(self) -> str:
         parts = [f"# {self.name}: {self._verdict()}", ""]
@@ -150,7 +151,7 @@ class Summary:
         if self.outputs:
             parts.append("## Outputs")
             parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
-        return "\n".join(parts)
+        return scrub("\n".join(parts))
 
     def _proof(self, store: str, shape: str) -> str:
         """What validating `store` proved about the bytes, or "" when nothing was hashed or

@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
-from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -136,7 +136,7 @@ def validation_line(row: LockRow, errors: list[str], checked: str | None = None)
         "errors": errors,
         "item_id": row.item_id,
         "key": row.key,
-        "store_container": redact(row.store_container) if row.store_container else None,
+        "store_container": strip_url_secrets(row.store_container) if row.store_container else None,
         "store_type": row.store_type,
         "valid": not errors,
     }

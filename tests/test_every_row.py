@@ -95,11 +95,18 @@ def test_rows_under_no_declared_prefix_are_refused_by_name(tmp_path, origin, pac
     assert main(["plan", str(spec), "--json"]) == 2
 
     plan = json.loads(capsys.readouterr().out)
-    (conflict,) = plan["conflicts"]
-    assert conflict.startswith("2 locked asset(s) outside every declared source (")
-    assert "scene-3/visual at https://other.example.test/3.tif" in conflict
-    assert "scene-4/visual at https://<redacted>@other.example.test/4.tif" in conflict
-    assert "hunter2" not in conflict
+    outside, userinfo = sorted(plan["conflicts"], key=lambda c: "outside" not in c)
+    assert outside == (
+        "1 locked asset(s) outside every declared source (scene-3/visual at "
+        "https://other.example.test/3.tif): a run reads only the stores its spec declares; add "
+        "a source whose prefix covers them, or leave them out with select"
+    )
+    assert userinfo == (
+        "1 locked asset(s) have no usable location: scene-4/visual at "
+        "https://<redacted>@other.example.test/4.tif: credentials in an href are not supported "
+        "(they would reach logs and locks); configure them on the store"
+    )
+    assert "hunter2" not in json.dumps(plan)
 
 
 def test_not_selected_rows_are_counted_with_their_reason(
