@@ -48,7 +48,8 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     run ended normally), journals on; then, timed apart, the flush and the journal settlement."""
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from stacflow.flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
+    from stacflow.flows.records import record_relocations  # noqa: PLC0415
+    from stacflow.flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
     from stacflow.tasks.stores import file, http, object_store  # noqa: F401, PLC0415 - untimed
@@ -174,12 +175,11 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     beside validation in batches (2 in flight), validation lines and report."""
     from stacflow.flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
+    from stacflow.flows.records import record_relocations, recorded  # noqa: PLC0415
     from stacflow.flows.relocate import (  # noqa: PLC0415
         BATCHES_IN_FLIGHT,
         VALIDATION_BATCH_FACTOR,
         _chunks,
-        record_relocations,
-        recorded,
     )
     from stacflow.tasks.outputs import (  # noqa: PLC0415
         OutputPaths,

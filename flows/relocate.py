@@ -19,28 +19,33 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
-from stacflow.flows.selection import not_selected_outcomes, without_item_note
+from stacflow.flows.records import (
+    left_alone,
+    record_relocations,
+    recorded,
+    refute_invalid_copies,
+)
+from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.derive import derive_batch_task, locate_assets
-from stacflow.tasks.errors import ErrorClass, RunFailed
+from stacflow.tasks.errors import RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
-from stacflow.tasks.moves import Check, Record
+from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import (
     KeptTarget,
     OutputPaths,
     Promotion,
-    alternates_of,
     enrich_task,
     write_package,
     write_validation,
 )
 from stacflow.tasks.owners import Owner, claim_targets_task
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
-from stacflow.tasks.report import Outcome, Result, Step, write_report
-from stacflow.tasks.state import journal_path, refute, run_lock, settle_journal
+from stacflow.tasks.report import Outcome, write_report
+from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
@@ -220,73 +225,6 @@ def settle_run(
     )
 
 
-def left_alone(plan: Plan) -> list[Outcome]:
-    """The outcome of each locked asset the plan does not relocate: not selected, and why."""
-    return not_selected_outcomes(plan.not_selected, [t.name for t in plan.targets])
-
-
-def record_relocations(
-    plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
-) -> tuple[dict[str, list[LockRow]], list[Alternate], list[Outcome]]:
-    """Relocated locks, from the journals of verified copies, the alternates they make, and the
-    outcomes as the journals bear them out.
-
-    A failed asset is never recorded as relocated; assets outside this run (another selection,
-    another shard's failure) keep their earlier records. The journal is compacted to match. A copy
-    this run settled whose record is not in the journal read back (a torn or failed write) is
-    reported failed, never OK: it is in neither the lock nor the items.
-    """
-    paths = OutputPaths(inputs.outputs)
-    order = [move.key for move in plan.moves]
-    locks: dict[str, list[LockRow]] = {}
-    alternates: list[Alternate] = []
-    unrecorded: dict[tuple[str, str, str], str] = {}
-    for target in plan.targets:
-        journal = journal_path(inputs.outputs, target.name)
-        settled = {
-            (o.item_id, o.asset_key): not o.failed
-            for o in outcomes
-            if o.step == Step.RELOCATE and o.store == target.name
-        }
-        records = settle_journal(journal, paths.lock(target.name), settled, order)
-        locks[target.name] = [record.row for record in records]
-        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
-        for key in missing_records(plan, target.name, settled, records):
-            unrecorded[(target.name, *key)] = str(journal)
-    return locks, alternates, [_bear_out(o, unrecorded) for o in outcomes]
-
-
-def missing_records(
-    plan: Plan, target: str, settled: dict[tuple[str, str], bool], records: Sequence[Record]
-) -> list[tuple[str, str]]:
-    """This run's verified copies at `target` that its journal does not hold where planned."""
-    on_record = {(r.row.item_id, r.row.asset_key): r.row.location for r in records}
-    planned = {
-        move.key: leg.row.location
-        for move in plan.moves
-        for leg in move.legs
-        if leg.target == target
-    }
-    return [
-        key
-        for key, verified in settled.items()
-        if verified and key in planned and on_record.get(key) != planned[key]
-    ]
-
-
-def _bear_out(outcome: Outcome, unrecorded: dict[tuple[str, str, str], str]) -> Outcome:
-    journal = unrecorded.get((outcome.store, outcome.item_id, outcome.asset_key))
-    if outcome.step != Step.RELOCATE or journal is None:
-        return outcome
-    return dataclasses.replace(
-        outcome,
-        outcome=Result.FAILED,
-        error_class=ErrorClass.INTEGRITY,
-        message=f"{outcome.outcome}, but its record is missing from {journal} (a torn or "
-        "failed write): it is in neither the relocated lock nor the items; rerun to record it",
-    )
-
-
 def enrich_items(
     plan: Plan, inputs: Inputs, locks: dict[str, list[LockRow]], alternates: list[Alternate]
 ) -> PrefectFuture[list[Path]] | None:
@@ -340,16 +278,6 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
     return validated
 
 
-def recorded(plan: Plan, target: str) -> dict[tuple[str, str], Record]:
-    """What the target's journal (or relocated lock) recorded of each copy before this step."""
-    return {
-        move.key: leg.previous
-        for move in plan.moves
-        for leg in move.legs
-        if leg.target == target and leg.previous is not None
-    }
-
-
 def finish_run(
     plan: Plan,
     inputs: Inputs,
@@ -395,29 +323,6 @@ def finish_run(
     if not summary.ok:
         raise RunFailed(summary.text())
     return run_result(summary, plan)
-
-
-def refute_invalid_copies(
-    plan: Plan, outputs: Path, validated: Mapping[str, list[Validated]]
-) -> list[str]:
-    """A copy that failed validation is never trusted again: it is remembered beside its
-    target's journal, so the next run copies it again. Returns the remedy, said once."""
-    found = 0
-    for target in plan.targets:
-        invalid = [
-            (result.row, result.outcome.message or "invalid")
-            for result in validated.get(target.name, [])
-            if result.outcome.failed
-        ]
-        found += refute(journal_path(outputs, target.name), invalid)
-    if not found:
-        return []
-    copies = "1 copy" if found == 1 else f"{found} copies"
-    remedy = (
-        f"remedy: the next `stacflow run` copies again the {copies} that failed validation; "
-        "`stacflow run --verify checksums` also hashes every other copy before trusting it"
-    )
-    return [remedy]
 
 
 def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:

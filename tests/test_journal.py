@@ -109,7 +109,7 @@ def test_a_copy_missing_from_the_journal_read_back_is_reported_failed(tmp_path):
     """The last line of defence: whatever lost the record, the run does not say OK."""
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import Inputs  # noqa: PLC0415
-    from stacflow.flows.relocate import record_relocations  # noqa: PLC0415
+    from stacflow.flows.records import record_relocations  # noqa: PLC0415
     from stacflow.flows.spec import Spec  # noqa: PLC0415
 
     spec = Spec.model_validate(
