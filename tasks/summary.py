@@ -75,7 +75,7 @@ class Summary:
                 f"({format_size(self.throughput)}/s), flushed to disk in {self.flush_s:.2f} s"
             )
         for store, row in self.counts(Step.VALIDATE).items():
-            lines.append(f"  validate {store:<11} {_cells(row)}{self._proof(store, ' (%s)')}")
+            lines.append(f"  validate {store:<11} {_cells(row)}{self._proof_text(store)}")
         for store, reason in self.unvalidated:
             lines.append(f"  validate {store:<11} not validated: {reason}")
         lines.extend(f"  note: {note}" for note in self.notes)
@@ -121,7 +121,7 @@ class Summary:
                 parts.append(
                     f"| {store} | {row.get(Result.VALID, (0, 0))[0]} | "
                     f"{row.get(Result.INVALID, (0, 0))[0]} | "
-                    f"{self._proof(store, '%s') or 'no'} |"
+                    f"{self._proof_cell(store)} |"
                 )
             parts.append("")
         left_alone = self.not_selected()
@@ -153,19 +153,28 @@ class Summary:
             parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
         return scrub("\n".join(parts))
 
-    def _proof(self, store: str, shape: str) -> str:
-        """What validating `store` proved about the bytes, or "" when nothing was hashed or
-        asked to be: "with checksums" only when every row's bytes were hashed."""
+    def _proof(self, store: str) -> tuple[int, int, int]:
+        """(rows, rows whose bytes were hashed, rows that had no checksum to hash against)."""
         checked = [o.checked for o in self.outcomes if o.step == Step.VALIDATE and o.store == store]
         hashed = sum(1 for c in checked if (c or "").startswith("sha256"))
-        unproven = sum(1 for c in checked if c == NO_CHECKSUM)
-        if checked and hashed == len(checked):
-            return shape % "with checksums"
+        return len(checked), hashed, sum(1 for c in checked if c == NO_CHECKSUM)
+
+    def _proof_text(self, store: str) -> str:
+        """ " (with checksums)" only when every row's bytes were hashed; else what was."""
+        rows, hashed, unproven = self._proof(store)
+        if rows and hashed == rows:
+            return " (with checksums)"
         if unproven and not hashed:
-            return shape % "no checksum recorded: facts only"
+            return " (no checksum recorded: facts only)"
         if unproven:
-            return shape % f"checksums: {hashed} hashed, {unproven} with no checksum recorded"
+            return f" (checksums: {hashed} hashed, {unproven} with no checksum recorded)"
         return ""
+
+    def _proof_cell(self, store: str) -> str:
+        rows, hashed, _ = self._proof(store)
+        if rows and hashed == rows:
+            return "yes"
+        return f"{hashed} of {rows}" if hashed else "no"
 
     def not_selected(self) -> list[tuple[str, int, str]]:
         """(reason, assets, examples) of the locked assets the run left alone."""
