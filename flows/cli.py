@@ -21,7 +21,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from stacflow.flows.api_server import prefect_api, run_settings
-from stacflow.tasks.errors import RunFailed, UsageError
+from stacflow.tasks.errors import RunFailed, UsageError, scrub
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--on-drift", choices=["refuse", "copy"], help="override relocate.on_drift")
     run.add_argument(
         "--fail-fast", action="store_true", default=None, help="stop at the first failure"
+    )
+    run.add_argument(
+        "--verify",
+        choices=["facts", "checksums"],
+        help="override relocate.verify: 'checksums' hashes every copy already in a target "
+        "before trusting it, and copies again what does not match",
     )
     scale = run.add_mutually_exclusive_group()
     scale.add_argument(
@@ -143,7 +149,10 @@ def _run(args: argparse.Namespace) -> int:
 
         _preflight(args.spec, args.targets)
         overrides = RunOverrides(
-            max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
+            max_workers=args.max_workers,
+            on_drift=args.on_drift,
+            fail_fast=args.fail_fast,
+            verify=args.verify,
         )
         with run_settings(api):
             if args.shards:
@@ -204,12 +213,12 @@ def _plan(args: argparse.Namespace) -> int:
     with prefect_api(temporary=bool(secret_blocks(load_spec(args.spec)))) as api:
         api.ready()
         report, conflicted = plan_report(args.spec, args.targets)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
+    print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    _preflight(args.spec, None)
+    _preflight(args.spec, None, locks=args.locks or [])
     with prefect_api() as api:
         from stacflow.flows.validate import validate_package  # noqa: PLC0415
 
@@ -262,11 +271,18 @@ def _server(args: argparse.Namespace) -> int:
     return 0 if line else 1
 
 
-def _preflight(spec_path: Path, targets: Sequence[str] | None) -> None:
-    """Every user mistake that needs no network, found before Prefect starts (about 7 s)."""
-    from stacflow.flows.planview import check_spec  # noqa: PLC0415
+def _preflight(
+    spec_path: Path, targets: Sequence[str] | None, *, locks: list[str] | None = None
+) -> None:
+    """Every user mistake that needs no network, found before Prefect starts (about 7 s).
 
-    check_spec(spec_path, targets)
+    `locks`: for `check`, the locks asked for ([]: the spec's validate list).
+    """
+    from stacflow.flows.planview import check_spec, check_validation  # noqa: PLC0415
+
+    spec = check_spec(spec_path, targets)
+    if locks is not None:
+        check_validation(spec_path, spec, locks)
 
 
 def _add_targets(parser: argparse.ArgumentParser) -> None:

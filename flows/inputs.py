@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from stacflow.flows.spec import Spec
 from stacflow.flows.specfile import Loc, load_model
+from stacflow.tasks.errors import UsageError
 from stacflow.tasks.items import read_items_table
 from stacflow.tasks.locks import LockRow, read_lock
 from stacflow.tasks.moves import Record
@@ -108,3 +109,37 @@ def previous_records(inputs: Inputs) -> dict[str, dict[tuple[str, str], Record]]
         name: read_records(journal_path(inputs.outputs, name), fallback_lock=paths.lock(name))
         for name in inputs.spec.targets
     }
+
+
+def locks_to_validate(spec_path: Path, spec: Spec, requested: list[str] | None) -> list[str]:
+    """The names `check` validates: those asked for, else the spec's validate list; a name that
+    is no source or target, or an empty choice, is a usage error naming what exists."""
+    names = [*spec.sources, *spec.targets]
+    chosen = list(requested) if requested else (spec.validate_.locks if spec.validate_ else [])
+    unknown = [name for name in chosen if name not in names]
+    if unknown:
+        raise UsageError(
+            f"{spec_path}: no source or target named {', '.join(map(repr, unknown))} "
+            f"to validate (names: {', '.join(names)})"
+        )
+    if not chosen:
+        raise UsageError(
+            f"{spec_path}: nothing to validate: the spec has no validate list; add one, or "
+            f"name locks with --lock NAME ({', '.join(names)})"
+        )
+    return chosen
+
+
+def unwritten_locks(spec_path: Path, spec: Spec, names: list[str]) -> dict[str, str]:
+    """Of `names`, the locks no run has written yet (relocated locks, a derived package), and
+    what to do about it: validation checks the rest and says which these are."""
+    outputs = OutputPaths((spec_path.parent / spec.outputs).resolve())
+    waiting = {}
+    for name in names:
+        if name in spec.targets and not outputs.lock(name).is_file():
+            waiting[name] = f"no relocated lock yet for target {name} (run `stacflow run` first)"
+        elif name in spec.sources and spec.stac is not None and not outputs.package.is_dir():
+            waiting[name] = (
+                f"no lock yet for source {name}: `stacflow run` derives it from the Items first"
+            )
+    return waiting

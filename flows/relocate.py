@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.records import (
+    left_alone,
+    record_relocations,
+    recorded,
+    refute_invalid_copies,
+)
+from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.derive import derive_batch_task, locate_assets
@@ -28,16 +35,18 @@ from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import (
+    KeptTarget,
     OutputPaths,
     Promotion,
-    alternates_of,
     enrich_task,
     write_package,
     write_validation,
 )
+from stacflow.tasks.owners import Owner, claim_targets_task
 from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
-from stacflow.tasks.report import Outcome, Step, write_report
-from stacflow.tasks.state import journal_path, run_lock, settle_journal
+from stacflow.tasks.report import Outcome, write_report
+from stacflow.tasks.state import journal_path, run_lock
+from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.survey import list_targets_task, survey_task
 from stacflow.tasks.validate import Validated, validate_batch_task
@@ -63,6 +72,11 @@ class RunOverrides(BaseModel):
     )
     fail_fast: bool | None = Field(
         default=None, description="Stop at the first failed asset (spec: relocate.fail_fast)."
+    )
+    verify: Literal["facts", "checksums"] | None = Field(
+        default=None,
+        description="checksums: hash every copy already in a target before trusting it, and "
+        "copy again what does not match (spec: relocate.verify).",
     )
 
 
@@ -90,10 +104,11 @@ def relocate_package(
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     with run_lock(outputs_of(Path(spec_path), spec)) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, sweep=killed)
+        plan = prepare_plan(inputs, targets, sweep=killed, claim=not dry_run)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
-            return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
+            outcomes = [*derived, *planned, *left_alone(plan)]
+            return finish_run(plan, inputs, outcomes, started, dry_run=True)
         moved, byte_phase_s = relocate_assets(plan, inputs)
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
@@ -133,14 +148,18 @@ def outputs_of(spec_path: Path, spec: Spec) -> Path:
 
 
 def prepare_plan(
-    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True
+    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True, claim: bool = True
 ) -> Plan:
-    """Compile, and refuse the whole run if any key conflicts: before a single byte moves.
+    """Compile, and refuse the whole run if any key conflicts or another spec owns a target
+    root: before a single byte moves.
 
     `sweep`: look for a killed run's debris while copying (the run lock knows whether to).
+    `claim`: record this spec as the owner of its target roots (not for a dry run).
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
+    owner = Owner.of(inputs.spec.name, inputs.outputs)
+    claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
     plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=sweep))
     get_run_logger().info(
         "plan: %d assets (%d bytes) from %s into %s, %d batches",
@@ -159,7 +178,7 @@ def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
     started = time.monotonic()
-    if any(t.store.kind == "s3" for t in plan.targets):
+    if any(capabilities(t.store).listing for t in plan.targets):
         plan = dataclasses.replace(plan, moves=tuple(list_targets_task(Opaque(plan.moves)).value))
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
@@ -187,7 +206,8 @@ def settle_run(
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets])
-    locks, alternates = record_relocations(plan, inputs, outcomes)
+    locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
+    outcomes += left_alone(plan)
     enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
     files = enriching.result() if enriching is not None else []
@@ -205,32 +225,6 @@ def settle_run(
     )
 
 
-def record_relocations(
-    plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
-) -> tuple[dict[str, list[LockRow]], list[Alternate]]:
-    """Relocated locks, from the journals of verified copies, and the alternates they make.
-
-    A failed asset is never recorded as relocated; assets outside this run (another selection,
-    another shard's failure) keep their earlier records. The journal is compacted to match.
-    """
-    paths = OutputPaths(inputs.outputs)
-    order = [move.key for move in plan.moves]
-    locks: dict[str, list[LockRow]] = {}
-    alternates: list[Alternate] = []
-    for target in plan.targets:
-        settled = {
-            (o.item_id, o.asset_key): not o.failed
-            for o in outcomes
-            if o.step == Step.RELOCATE and o.store == target.name
-        }
-        records = settle_journal(
-            journal_path(inputs.outputs, target.name), paths.lock(target.name), settled, order
-        )
-        locks[target.name] = [record.row for record in records]
-        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
-    return locks, alternates
-
-
 def enrich_items(
     plan: Plan, inputs: Inputs, locks: dict[str, list[LockRow]], alternates: list[Alternate]
 ) -> PrefectFuture[list[Path]] | None:
@@ -238,10 +232,16 @@ def enrich_items(
     the other); None when there are no items or no targets."""
     if not plan.targets or inputs.items_path is None:
         return None
+    spec = inputs.spec
     promotions = [
-        Promotion(t.name, t.alternate_key)
-        for t in plan.targets
-        if inputs.spec.targets[t.name].promote
+        Promotion(name, spec.alternate_key(name))
+        for name in spec.targets
+        if spec.targets[name].promote
+    ]
+    kept = [
+        KeptTarget(name, spec.alternate_key(name), spec.alternate_name(name))
+        for name in spec.targets
+        if name not in locks
     ]
     return enrich_task.submit(
         OutputPaths(inputs.outputs),
@@ -249,6 +249,7 @@ def enrich_items(
         Opaque(locks),
         Opaque(alternates),
         promotions,
+        kept=kept,
     )
 
 
@@ -258,7 +259,11 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         (checks.name, list(checks.checks), checks.checksums) for checks in plan.source_checks
     ]
     jobs += [
-        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        (
+            t.name,
+            target_checks(t, locks.get(t.name, []), recorded(plan, t.name)),
+            t.name in plan.checksum_targets,
+        )
         for t in plan.targets
         if t.name in plan.validate_targets
     ]
@@ -285,8 +290,12 @@ def finish_run(
     dry_run: bool = False,
     report: Path | None = None,
     files: Sequence[Path] = (),
+    unvalidated: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Report, validation lines, artifacts and the verdict; written even when the run failed."""
+    """Report, validation lines, artifacts and the verdict; written even when the run failed.
+
+    `unvalidated`: locks that were to be validated but could not be, and why.
+    """
     paths = OutputPaths(inputs.outputs)
     report = report or paths.report
     written: list[Path] = []
@@ -294,6 +303,7 @@ def finish_run(
     for name, results in validated.items():
         written.append(write_validation(paths, name, [r.line for r in results]))
         outcomes += [r.outcome for r in results]
+    remedies = refute_invalid_copies(plan, inputs.outputs, validated)
     if not dry_run:
         write_report(report, outcomes)
         written.append(report)
@@ -304,10 +314,9 @@ def finish_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         outputs=tuple(str(p) for p in (*files, *written)),
-        checksum_locks=frozenset(
-            [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
-        ),
         dry_run=dry_run,
+        unvalidated=tuple((unvalidated or {}).items()),
+        notes=(*without_item_note(plan.without_item), *remedies),
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     get_run_logger().info("%s", summary.text())

@@ -29,7 +29,7 @@ from stacflow.tasks.items import (
     table_from_items,
     write_items_table,
 )
-from stacflow.tasks.locks import LockRow, write_lock
+from stacflow.tasks.locks import LockRow, read_lock, write_lock
 from stacflow.tasks.opaque import Opaque
 
 
@@ -65,6 +65,16 @@ class Promotion:
     alternate_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeptTarget:
+    """A target outside this run (`--target`, `targets:`): its relocated lock, if any, still
+    gives the items its alternates, so a run for some targets never erases the others'."""
+
+    name: str
+    alternate_key: str
+    alternate_name: str | None
+
+
 def write_package(
     paths: OutputPaths, items: Sequence[dict[str, Any]], lock: Iterable[LockRow]
 ) -> Path:
@@ -91,23 +101,42 @@ def alternates_of(rows: Iterable[LockRow], key: str, name: str | None) -> list[A
     ]
 
 
+def kept_alternates(paths: OutputPaths, kept: Sequence[KeptTarget]) -> list[Alternate]:
+    """The alternates that targets outside this run hold, from their relocated locks."""
+    return [
+        alternate
+        for target in kept
+        if paths.lock(target.name).is_file()
+        for alternate in alternates_of(
+            read_lock(paths.lock(target.name)), target.alternate_key, target.alternate_name
+        )
+    ]
+
+
 def write_enriched(
     paths: OutputPaths,
     items_path: Path,
     locks: dict[str, list[LockRow]],
     alternates: Sequence[Alternate],
     promotions: Sequence[Promotion],
+    *,
+    kept: Sequence[KeptTarget] = (),
 ) -> list[Path]:
     """The relocated locks, then the items that point at them: a reader never sees an alternate
-    whose lock is not yet written."""
+    whose lock is not yet written. The items carry every target whose relocated lock holds an
+    asset, this run's and the `kept` ones."""
     written = []
     for target, rows in locks.items():
         write_lock(paths.lock(target), rows)
         written.append(paths.lock(target))
-    enriched = enrich_items(read_items_table(items_path), alternates)
+    enriched = enrich_items(
+        read_items_table(items_path), [*alternates, *kept_alternates(paths, kept)]
+    )
     write_items_table(paths.items, enriched)
     written.append(paths.items)
     for promotion in promotions:
+        if promotion.target not in locks and not paths.lock(promotion.target).is_file():
+            continue  # a target no run has relocated into yet has nothing to promote
         write_items_table(
             paths.primary(promotion.target), promote_alternate(enriched, promotion.alternate_key)
         )
@@ -134,8 +163,12 @@ def enrich_task(
     locks: Opaque[dict[str, list[LockRow]]],
     alternates: Opaque[Sequence[Alternate]],
     promotions: Sequence[Promotion],
+    *,
+    kept: Sequence[KeptTarget] = (),
 ) -> list[Path]:
-    written = write_enriched(paths, items_path, locks.value, alternates.value, promotions)
+    written = write_enriched(
+        paths, items_path, locks.value, alternates.value, promotions, kept=kept
+    )
     get_run_logger().info(
         "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
     )

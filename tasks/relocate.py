@@ -33,7 +33,7 @@ from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
-from stacflow.tasks.verified import verified_copy
+from stacflow.tasks.verified import FACTS, verified_copy
 
 log = logging.getLogger("stacflow")
 NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"
@@ -52,6 +52,8 @@ class CopyPolicy:
     sweep: bool = True
     """Look for debris a killed run left (temp files, open multipart uploads) before writing;
     the flow turns it off when its run lock says the previous run ended normally."""
+    verify: str = FACTS
+    """`facts`: trust a recorded copy whose facts are unchanged; `checksums`: hash it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +89,7 @@ def relocate_batch(
                 for leg in move.legs
             ]
         results = relocate_one(move, policy)
-        for leg, moved in zip(move.legs, results, strict=True):
-            if moved.record not in {None, leg.previous} and leg.target in open_journals:
-                open_journals[leg.target].append(moved.record)
+        _journal(move, results, open_journals)
         if policy.fail_fast and any(m.outcome.failed for m in results):
             stop.set()
         if on_done is not None:
@@ -105,6 +105,16 @@ def relocate_batch(
         for journal in open_journals.values():
             journal.close()
     return results
+
+
+def _journal(move: Move, results: Sequence[Moved], journals: Mapping[str, Journal]) -> None:
+    """Record each new verified copy; one that cannot be is reported failed when the run settles."""
+    for leg, moved in zip(move.legs, results, strict=True):
+        if moved.record not in {None, leg.previous} and leg.target in journals:
+            try:
+                journals[leg.target].append(moved.record)
+            except OSError as error:
+                log.warning("%s/%s not journaled at %s: %s", *move.key, leg.target, error)
 
 
 def sweep_leftovers(moves: Sequence[Move]) -> int:
@@ -137,7 +147,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
             pending.append(leg)  # nothing could prove a copy there: no need to look
             continue
         try:
-            existing = verified_copy(move, leg)
+            existing = verified_copy(move, leg, policy.verify)
         except AssetError:
             existing = None  # an unreadable target is rewritten, and the write reports its error
         if existing is None:

@@ -14,11 +14,11 @@ from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Move
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import Facts, StoreRef, open_store
+from stacflow.tasks.stores import Facts, StoreRef, capabilities, open_store
 from stacflow.tasks.verified import verified_copy
 
 if TYPE_CHECKING:
-    from stacflow.tasks.object_store import ObjectStore
+    from stacflow.tasks.stores.object_store import ObjectStore
 
 PLANNED = "to-copy"
 
@@ -68,7 +68,8 @@ def with_listings(moves: Sequence[Move]) -> list[Move]:
     end: the run HEADs its keys instead. Only this run's keys are kept from a listing.
     """
     listed: dict[StoreRef, dict[str, Facts]] = {}
-    for store in {leg.store for move in moves for leg in move.legs if leg.store.kind == "s3"}:
+    targets = {leg.store for move in moves for leg in move.legs}
+    for store in [target for target in targets if capabilities(target).listing]:
         keys = {leg.path for move in moves for leg in move.legs if leg.store == store}
         found = _bounded_listing(open_store(store), keys)
         if found is not None:

@@ -158,3 +158,11 @@ def fresh_store_clients() -> None:
     from stacflow.tasks.stores import _open_cached  # noqa: PLC0415 - the process-wide client cache
 
     _open_cached.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_environment_values() -> None:
+    """Values an earlier test's spec took from the environment are hidden in its messages only."""
+    from stacflow.tasks.errors import forget_environment_values  # noqa: PLC0415
+
+    forget_environment_values()

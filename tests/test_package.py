@@ -31,6 +31,7 @@ def test_the_wheel_holds_stacflow_as_its_only_top_level_package(tmp_path):
     assert {n.split("/")[0] for n in code} == {"stacflow"}
     assert "stacflow/flows/cli.py" in code
     assert "stacflow/tasks/relocate.py" in code
+    assert "stacflow/tasks/stores/s3.py" in code  # subpackages are listed in pyproject.toml
     assert "stacflow/tasks/py.typed" in code
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
