@@ -28,7 +28,7 @@ from stacflow.flows.records import (
 from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
-from stacflow.tasks.derive import derive_batch_task, locate_assets
+from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
@@ -38,18 +38,26 @@ from stacflow.tasks.outputs import (
     KeptTarget,
     OutputPaths,
     Promotion,
-    enrich_task,
     write_package,
     write_validation,
 )
-from stacflow.tasks.owners import Owner, claim_targets_task
-from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
+from stacflow.tasks.owners import Owner
+from stacflow.tasks.prefect_tasks import (
+    claim_targets_task,
+    derive_batch_task,
+    enrich_task,
+    flush_targets_task,
+    list_targets_task,
+    relocate_batch_task,
+    survey_task,
+    validate_batch_task,
+)
+from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, write_report
 from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
-from stacflow.tasks.survey import list_targets_task, survey_task
-from stacflow.tasks.validate import Validated, validate_batch_task
+from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
