@@ -48,7 +48,12 @@ def prefect_home() -> Path:
 
 def configured_api_url() -> str | None:
     """The API URL Prefect would use, read without importing Prefect (~1 s): the environment,
-    then the active profile. None for ephemeral mode (unset, or set to empty on purpose)."""
+    then the active profile. None for ephemeral mode (unset, or set to empty on purpose).
+    Once Prefect is imported (a caller in the same process), its current settings decide."""
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL  # noqa: PLC0415 - imported already
+
+        return PREFECT_API_URL.value() or None
     if API_URL in os.environ:
         return os.environ[API_URL] or None
     profiles = prefect_home() / "profiles.toml"
