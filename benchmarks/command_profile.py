@@ -213,6 +213,9 @@ def child(argv: list[str], out: Path) -> int:
         "steps": {k: [clock.seconds[k], clock.calls[k]] for k in clock.seconds},
     }
     out.write_text(json.dumps(result))
+    leave = getattr(cli, "leave", None)  # how the `stacflow` command itself exits, where it has one
+    if leave is not None:
+        leave(code)
     return code
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # Offline by default: Prefect's telemetry would log an error on every run without a network.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from stacflow.flows.api_server import prefect_api, run_settings
+from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
 from stacflow.tasks.errors import RunFailed, UsageError, scrub
 
 if TYPE_CHECKING:
@@ -51,6 +52,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
         return 130
+
+
+def console() -> None:
+    """The `stacflow` command: `main`, then leave without the interpreter's teardown.
+
+    Everything a command writes is closed by then; Prefect's client is drained here, while its
+    server is still there. Tearing the interpreter down (Prefect, pyarrow and obstore objects,
+    thousands of them after a run) cost about 0.55 s per command for nothing, and obstore's
+    runtime can crash the process at that moment (DESIGN.md, "Known traps").
+    """
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code` once Prefect's client is drained and our output flushed."""
+    drain_prefect_client()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,4 +337,4 @@ def _positive(text: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
