@@ -48,10 +48,11 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     run ended normally), journals on; then, timed apart, the flush and the journal settlement."""
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
-    from stacflow.flows.relocate import BATCHES_IN_FLIGHT, record_relocations  # noqa: PLC0415
-    from stacflow.tasks import file_store, http_store, object_store  # noqa: F401, PLC0415 - untimed
+    from stacflow.flows.records import record_relocations  # noqa: PLC0415
+    from stacflow.flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
+    from stacflow.tasks.stores import file, http, object_store  # noqa: F401, PLC0415 - untimed
     from stacflow.tasks.survey import with_listings  # noqa: PLC0415
 
     base = rss_kib()
@@ -143,7 +144,7 @@ def validate(args: dict[str, Any]) -> dict[str, Any]:
     HEAD + GET with checksums. Each run builds its own thread pool (new connections)."""
     from stacflow.flows.compile import compile_plan  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec  # noqa: PLC0415
-    from stacflow.tasks import http_store  # noqa: F401, PLC0415 - untimed
+    from stacflow.tasks.stores import http  # noqa: F401, PLC0415 - untimed
     from stacflow.tasks.validate import validate_checks  # noqa: PLC0415
 
     spec_path = Path(args["spec"])
@@ -174,11 +175,11 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     beside validation in batches (2 in flight), validation lines and report."""
     from stacflow.flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
+    from stacflow.flows.records import record_relocations, recorded  # noqa: PLC0415
     from stacflow.flows.relocate import (  # noqa: PLC0415
         BATCHES_IN_FLIGHT,
         VALIDATION_BATCH_FACTOR,
         _chunks,
-        record_relocations,
     )
     from stacflow.tasks.outputs import (  # noqa: PLC0415
         OutputPaths,
@@ -207,10 +208,14 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     byte_phase_s = time.perf_counter() - phase
     flush_targets([t.store for t in plan.targets])
     outcomes = [m.outcome for m in moved]
-    locks, alternates = record_relocations(plan, inputs, outcomes)
+    locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
     jobs = [(c.name, list(c.checks), c.checksums) for c in plan.source_checks]
     jobs += [
-        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        (
+            t.name,
+            target_checks(t, locks.get(t.name, []), recorded(plan, t.name)),
+            t.name in plan.checksum_targets,
+        )
         for t in plan.targets
         if t.name in plan.validate_targets
     ]

@@ -115,7 +115,10 @@ def instrument(clock: Clock) -> None:
     import hashlib  # noqa: PLC0415
     import types  # noqa: PLC0415
 
-    from stacflow.tasks import file_store, http_store, object_store, relocate, state, tee  # noqa: PLC0415
+    from stacflow.tasks import relocate, state, tee  # noqa: PLC0415
+    from stacflow.tasks.stores import file as file_store  # noqa: PLC0415
+    from stacflow.tasks.stores import http as http_store  # noqa: PLC0415
+    from stacflow.tasks.stores import object_store  # noqa: PLC0415
 
     relocate.relocate_one = clock.timed("relocate_one (one asset, whole)", relocate.relocate_one)
     relocate.verified_copy = clock.timed("  skip check (verified_copy)", relocate.verified_copy)
@@ -133,8 +136,8 @@ def instrument(clock: Clock) -> None:
     clock.patch(tee._LegWriter, "__init__", "    writer setup (open)")  # noqa: SLF001
     clock.patch(tee._LegWriter, "write", "    target write")  # noqa: SLF001
     clock.patch(tee._LegWriter, "commit", "    commit (close + HEAD)")  # noqa: SLF001
-    for store in (file_store.FileStore, object_store.ObjectStore):
-        kind = "file" if store is file_store.FileStore else "s3"
+    for store in (file_store.FolderStore, object_store.ObjectStore):
+        kind = "file" if store is file_store.FolderStore else "s3"
         clock.patch(store, "head", f"      {kind} HEAD (skip check and after commit)")
         clock.patch_context(
             store, "writer", f"      {kind} writer open", f"      {kind} writer close"

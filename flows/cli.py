@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # Offline by default: Prefect's telemetry would log an error on every run without a network.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from stacflow.tasks.errors import RunFailed, UsageError
+from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
+from stacflow.tasks.errors import RunFailed, UsageError, scrub
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -56,6 +58,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The `stacflow` command: `main`, then leave without the interpreter's teardown.
+
+    Everything a command writes is closed by then; Prefect's client is drained here, while its
+    server is still there. Tearing the interpreter down (Prefect, pyarrow and obstore objects,
+    thousands of them after a run) cost about 0.55 s per command for nothing, and obstore's
+    runtime can crash the process at that moment (DESIGN.md, "Known traps").
+    """
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code` once Prefect's client is drained and our output flushed."""
+    drain_prefect_client()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stacflow",
@@ -71,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--on-drift", choices=["refuse", "copy"], help="override relocate.on_drift")
     run.add_argument(
         "--fail-fast", action="store_true", default=None, help="stop at the first failure"
+    )
+    run.add_argument(
+        "--verify",
+        choices=["facts", "checksums"],
+        help="override relocate.verify: 'checksums' hashes every copy already in a target "
+        "before trusting it, and copies again what does not match",
     )
     scale = run.add_mutually_exclusive_group()
     scale.add_argument(
@@ -127,28 +155,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--validate-cron", help="cron schedule for validation-only runs")
     serve.set_defaults(handler=_serve)
+
+    server = commands.add_parser(
+        "server", help="start, stop or show a local Prefect server that outlives one command"
+    )
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument(
+        "--port", type=_positive, help="with start: this port (default 4200, else any free one)"
+    )
+    server.set_defaults(handler=_server)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
-    from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
+    # The temporary Prefect server (if any) starts first and comes up while we import and check.
+    with prefect_api(temporary=not (args.shards or args.dask_address)) as api:
+        from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
+        from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
 
-    _preflight(args.spec, args.targets)
-    quiet_said_failures()
-    overrides = RunOverrides(
-        max_workers=args.max_workers, on_drift=args.on_drift, fail_fast=args.fail_fast
-    )
-    if args.shards:
-        result = _run_in_shards(args, overrides)
-    else:
-        flow = _on_dask(args.dask_address) if args.dask_address else relocate_package
-        result = flow(
-            spec_path=str(args.spec),
-            targets=args.targets,
-            dry_run=args.dry_run,
-            overrides=overrides,
+        _preflight(args.spec, args.targets)
+        quiet_said_failures()
+        overrides = RunOverrides(
+            max_workers=args.max_workers,
+            on_drift=args.on_drift,
+            fail_fast=args.fail_fast,
+            verify=args.verify,
         )
+        with run_settings(api):
+            if args.shards:
+                result = _run_in_shards(args, overrides)
+            else:
+                flow = _on_dask(args.dask_address) if args.dask_address else relocate_package
+                result = flow(
+                    spec_path=str(args.spec),
+                    targets=args.targets,
+                    dry_run=args.dry_run,
+                    overrides=overrides,
+                )
     print(result["summary"].text_for_command(args.began))
     return 0
 
@@ -190,20 +233,28 @@ def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from stacflow.flows.planview import plan_report  # noqa: PLC0415
+    from stacflow.flows.inputs import load_spec  # noqa: PLC0415
+    from stacflow.flows.planview import plan_report, secret_blocks  # noqa: PLC0415
 
-    report, conflicted = plan_report(args.spec, args.targets)
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.text())
+    # Only a Prefect Secret block needs an API here: then one server, ready before any thread.
+    with prefect_api(temporary=bool(secret_blocks(load_spec(args.spec)))) as api:
+        api.ready()
+        report, conflicted = plan_report(args.spec, args.targets)
+    print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from stacflow.flows.validate import validate_package  # noqa: PLC0415
-    from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
+    _preflight(args.spec, None, locks=args.locks or [])
+    with prefect_api() as api:
+        from stacflow.flows.validate import validate_package  # noqa: PLC0415
+        from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
 
-    _preflight(args.spec, None)
-    quiet_said_failures()
-    result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
+        quiet_said_failures()
+        with run_settings(api):
+            result = validate_package(
+                spec_path=str(args.spec), locks=args.locks, checksums=args.checksums
+            )
     print(result["summary"].text_for_command(args.began))
     return 0
 
@@ -220,21 +271,47 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from stacflow.flows.serve import serve_specs  # noqa: PLC0415
-
     for spec in args.specs:
         _preflight(spec, None)
-    serve_specs(
-        args.specs, cron=args.cron, interval=args.interval, validate_cron=args.validate_cron
-    )
+    with prefect_api(temporary=False):
+        from stacflow.flows.serve import serve_specs  # noqa: PLC0415
+
+        serve_specs(
+            args.specs, cron=args.cron, interval=args.interval, validate_cron=args.validate_cron
+        )
     return 0
 
 
-def _preflight(spec_path: Path, targets: Sequence[str] | None) -> None:
-    """Every user mistake that needs no network, found before Prefect starts (about 7 s)."""
-    from stacflow.flows.planview import check_spec  # noqa: PLC0415
+def _server(args: argparse.Namespace) -> int:
+    from stacflow.flows import local_server  # noqa: PLC0415
 
-    check_spec(spec_path, targets)
+    if args.action == "start":
+        url = local_server.start(args.port)
+        print(
+            f"local Prefect server at {url} (UI {url.removesuffix('/api')}); `stacflow` "
+            "commands without PREFECT_API_URL use it until `stacflow server stop`"
+        )
+        return 0
+    if args.action == "stop":
+        print("stopped" if local_server.stop() else "no local server was running")
+        return 0
+    line = local_server.status()
+    print(line or "not running: commands start a temporary server each")
+    return 0 if line else 1
+
+
+def _preflight(
+    spec_path: Path, targets: Sequence[str] | None, *, locks: list[str] | None = None
+) -> None:
+    """Every user mistake that needs no network, found before Prefect starts (about 7 s).
+
+    `locks`: for `check`, the locks asked for ([]: the spec's validate list).
+    """
+    from stacflow.flows.planview import check_spec, check_validation  # noqa: PLC0415
+
+    spec = check_spec(spec_path, targets)
+    if locks is not None:
+        check_validation(spec_path, spec, locks)
 
 
 def _add_targets(parser: argparse.ArgumentParser) -> None:
@@ -268,4 +345,4 @@ def _positive(text: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

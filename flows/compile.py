@@ -7,29 +7,34 @@ so that `stacflow plan` and `stacflow run` agree, and a run never stops half-way
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.inputs import Inputs
-from stacflow.flows.spec import FileStore, S3Store, Source, Spec
-from stacflow.tasks.access import Access
-from stacflow.tasks.errors import PlanConflict
+from stacflow.flows.selection import (
+    NotSelected,
+    SourceMap,
+    nothing_to_relocate,
+    outside_every_source,
+    select_rows,
+    sort_rows,
+    under,
+)
+from stacflow.flows.spec import Source, Spec
+from stacflow.tasks.errors import InputError, PlanConflict
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Leg, Move, Record
+from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
-from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores import Endpoint, StoreRef, backend, backend_for, capabilities
 
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
-MAX_NAME_BYTES = 255
-MAX_OBJECT_KEY_BYTES = 1024
-PER_ASSET_BUFFERS = {"file": 2, "s3": 5, "gs": 5, "az": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +67,19 @@ class Plan:
     policy: CopyPolicy
     batch_assets: int
     batch_bytes: int
-    unselected: int
+    not_selected: tuple[NotSelected, ...] = field(default=())
+    """Locked assets this run leaves alone, each with its reason."""
+    without_item: tuple[str, ...] = field(default=())
+    """`item/asset` of relocated assets whose Item the items table lacks: no alternate for them."""
     conflicts: tuple[str, ...] = field(default=())
 
     @property
     def bytes(self) -> int:
         return sum(m.expected_size or 0 for m in self.moves)
+
+    @property
+    def unselected(self) -> int:
+        return len(self.not_selected)
 
     def refuse_conflicts(self) -> None:
         if self.conflicts:
@@ -75,19 +87,25 @@ class Plan:
 
     def batches(self) -> list[tuple[Move, ...]]:
         """One Prefect task run per batch: bounded by asset count and by bytes."""
-        batches: list[tuple[Move, ...]] = []
-        current: list[Move] = []
-        size = 0
-        for move in self.moves:
-            grows = size + (move.expected_size or 0)
-            if current and (len(current) >= self.batch_assets or grows > self.batch_bytes):
-                batches.append(tuple(current))
-                current, size = [], 0
-            current.append(move)
-            size += move.expected_size or 0
-        if current:
-            batches.append(tuple(current))
-        return batches
+        return batches(self.moves, self.batch_assets, self.batch_bytes)
+
+
+def batches(moves: Sequence[Move], assets: int, size_limit: int) -> list[tuple[Move, ...]]:
+    """Consecutive moves, at most `assets` and `size_limit` bytes per batch (a larger move
+    alone)."""
+    found: list[tuple[Move, ...]] = []
+    current: list[Move] = []
+    size = 0
+    for move in moves:
+        grows = size + (move.expected_size or 0)
+        if current and (len(current) >= assets or grows > size_limit):
+            found.append(tuple(current))
+            current, size = [], 0
+        current.append(move)
+        size += move.expected_size or 0
+    if current:
+        found.append(tuple(current))
+    return found
 
 
 def compile_plan(
@@ -101,12 +119,25 @@ def compile_plan(
     """`validate` and `checksums` override the spec's validate section (scheduled checks)."""
     spec = inputs.spec
     conflicts: list[str] = []
-    selected = select_rows(spec, inputs.lock, inputs.collections)
+    selected, not_selected = select_rows(spec, inputs.lock, inputs.collections)
+    sources = SourceMap(spec, inputs.base, inputs.source_locks)
     source_name = spec.relocate_source
     source = spec.sources[source_name]
-    rows, problem = source_rows(source_name, source, selected, inputs)
-    if problem:
-        conflicts.append(problem)
+    by_source = sort_rows(selected, sources, source_name)
+    conflicts.extend(by_source.problems)
+    not_selected += by_source.elsewhere
+    rows = source_rows(source_name, source, by_source.relocated, inputs)
+    if not rows and not by_source.problems:
+        lock_path = (
+            str(inputs.base / spec.package / "assets.lock.parquet")
+            if spec.package
+            else "derived from the Items"
+        )
+        conflicts.append(
+            nothing_to_relocate(
+                source_name, source, locked=len(inputs.lock), selected=selected, lock_path=lock_path
+            )
+        )
     unknown = sorted(set(only_targets or ()) - set(spec.targets))
     if unknown:
         conflicts.append(
@@ -116,7 +147,10 @@ def compile_plan(
     targets = tuple(
         TargetPlan(
             name,
-            target_store(spec.targets[name].store, inputs.base, spec.relocate.chunk_size),
+            replace(
+                spec.targets[name].store.ref(inputs.base, spec.relocate.chunk_size),
+                owner=owner_id(inputs.outputs),
+            ),
             spec.alternate_key(name),
             spec.alternate_name(name),
         )
@@ -145,11 +179,10 @@ def compile_plan(
         if name not in spec.sources:
             conflicts.append(f"no source or target named {name} to validate")
             continue
-        lock_rows, _ = source_rows(name, spec.sources[name], selected, inputs)
+        covered = [row for row in selected if _covers(sources, name, row)]
+        lock_rows = source_rows(name, spec.sources[name], covered, inputs)
         checks.append(
-            LockChecks(
-                name, tuple(source_checks(name, spec, lock_rows, inputs.base)), with_checksums
-            )
+            LockChecks(name, tuple(source_checks(name, spec, lock_rows, inputs)), with_checksums)
         )
     return Plan(
         name=spec.name,
@@ -163,45 +196,32 @@ def compile_plan(
         policy=copy_policy(spec, targets),
         batch_assets=spec.relocate.batch.assets,
         batch_bytes=spec.relocate.batch.bytes,
-        unselected=len(inputs.lock) - len(selected),
+        not_selected=tuple(not_selected),
+        without_item=tuple(
+            f"{m.source.item_id}/{m.source.asset_key}"
+            for m in moves
+            if inputs.items_path is not None and m.source.item_id not in inputs.collections
+        ),
         conflicts=tuple(conflicts),
     )
 
 
-def select_rows(
-    spec: Spec, rows: Sequence[LockRow], collections: dict[str, str | None]
-) -> list[LockRow]:
-    chosen = spec.select
-
-    def keep(row: LockRow) -> bool:
-        if chosen.items and not _matches(row.item_id, chosen.items):
-            return False
-        if chosen.collections and collections.get(row.item_id) not in chosen.collections:
-            return False
-        if chosen.assets.include and not _matches(row.asset_key, chosen.assets.include):
-            return False
-        return not _matches(row.asset_key, chosen.assets.exclude)
-
-    return [row for row in rows if keep(row)]
-
-
 def source_rows(
-    name: str, source: Source, selected: Sequence[LockRow], inputs: Inputs
-) -> tuple[list[LockRow], str | None]:
-    """The rows a source stands for, or a reason why it stands for none."""
-    if source.lock is not None:
-        wanted = {(r.item_id, r.asset_key) for r in selected}
-        rows = [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
-        if not rows:
-            return rows, f"source {name}: its lock {source.lock} has no row for the selected assets"
-        return rows, None
-    if source.prefix is None:
-        return list(selected), None if selected else f"source {name}: the lock has no rows"
-    rows = [r for r in selected if _under(r.href, source.prefix)]
-    if not rows:
-        seen = f"; hrefs look like {selected[0].href}" if selected else ""
-        return rows, f"source {name}: no locked href starts with {source.prefix}{seen}"
-    return rows, None
+    name: str, source: Source, covered: Sequence[LockRow], inputs: Inputs
+) -> list[LockRow]:
+    """The rows to read for the package rows a source covers: those rows themselves, or for a
+    source with its own lock, that lock's rows for the same assets."""
+    if source.lock is None:
+        return list(covered)
+    wanted = {(r.item_id, r.asset_key) for r in covered}
+    return [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
+
+
+def _covers(sources: SourceMap, name: str, row: LockRow) -> bool:
+    try:
+        return sources.covers(name, row)
+    except InputError:
+        return False  # a row without a usable href is a conflict of its own
 
 
 def source_access(
@@ -214,33 +234,38 @@ def source_access(
     """
     access = source.store
     compare = frozenset(source.compare)
-    kind = row.store_type or ""
-    if kind in {"http", "https"} and access.endpoint:
-        if source.prefix and _under(row.href, source.prefix):
+    found = backend_for(row.store_type)
+    if found is None:  # a row without a store type: validation names the missing field
+        ref = StoreRef(row.store_type or "", row.store_container, "", access, chunk_size, compare)
+        return ref, row.key or ""
+    can = found.capabilities
+    compare &= can.facts
+    if can.endpoint is Endpoint.MIRROR and access.endpoint:
+        if source.prefix and under(row.href, source.prefix):
             path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
         else:
             path = row.key or ""
-        mirror = urlsplit(access.endpoint)
-        if mirror.scheme in {"http", "https"}:
-            container = f"{mirror.scheme}://{mirror.netloc}"
-            ref = StoreRef(
-                mirror.scheme, container, mirror.path.strip("/"), access, chunk_size, compare
-            )
-            return ref, path
-        folder = base / (unquote(mirror.path) if mirror.scheme == "file" else access.endpoint)
-        return StoreRef("file", None, str(folder.resolve()), access, chunk_size, compare), path
-    if kind in {"s3", "gs", "az"} and not access.endpoint and row.store_endpoint_url:
+        return mirror_store(access.endpoint, source, chunk_size, base), path
+    if can.endpoint is Endpoint.SERVICE and not access.endpoint and row.store_endpoint_url:
         access = access.model_copy(update={"endpoint": row.store_endpoint_url})
-    if kind == "file":
-        return StoreRef("file", None, "/", access, chunk_size, compare), (row.key or "").lstrip("/")
-    return StoreRef(kind, row.store_container, "", access, chunk_size, compare), row.key or ""
+    if can.file_system:
+        ref = StoreRef(found.name, None, "/", access, chunk_size, compare)
+        return ref, (row.key or "").lstrip("/")
+    return StoreRef(found.name, row.store_container, "", access, chunk_size, compare), row.key or ""
 
 
-def target_store(store: FileStore | S3Store, base: Path, chunk_size: int) -> StoreRef:
-    if isinstance(store, FileStore):
-        return StoreRef("file", None, str((base / store.root).resolve()), Access(), chunk_size)
-    access = Access(**{key: getattr(store, key) for key in Access.model_fields})
-    return StoreRef("s3", store.bucket, store.prefix, access, chunk_size)
+def mirror_store(endpoint: str, source: Source, chunk_size: int, base: Path) -> StoreRef:
+    """The store a mirror endpoint names: an http(s) origin, or a folder (relative to `base`)."""
+    mirror = urlsplit(endpoint)
+    found = backend_for(mirror.scheme or "file")
+    assert found is not None  # the spec accepts only these schemes
+    compare = frozenset(source.compare) & found.capabilities.facts
+    if found.capabilities.file_system:
+        folder = base / (unquote(mirror.path) if mirror.scheme == "file" else endpoint)
+        return StoreRef(found.name, None, str(folder.resolve()), source.store, chunk_size, compare)
+    container = f"{mirror.scheme}://{mirror.netloc}"
+    root = mirror.path.strip("/")
+    return StoreRef(found.name, container, root, source.store, chunk_size, compare)
 
 
 def plan_moves(
@@ -367,50 +392,78 @@ def checked_path(path: str) -> str:
 
 def fits_store(store: StoreRef, path: str) -> None:
     """Refuse keys the store cannot hold: at plan time, not one failed asset at a time."""
-    if store.kind == "file":
-        long = [part for part in path.split("/") if len(part.encode()) > MAX_NAME_BYTES]
+    can = capabilities(store)
+    if can.max_name_bytes is not None:
+        long = [part for part in path.split("/") if len(part.encode()) > can.max_name_bytes]
         if long:
             raise ValueError(
-                f"key segment {long[0]!r} is longer than {MAX_NAME_BYTES} bytes, "
+                f"key segment {long[0]!r} is longer than {can.max_name_bytes} bytes, "
                 "which no file system holds"
             )
-    elif len(f"{store.root}/{path}".encode()) > MAX_OBJECT_KEY_BYTES:
-        raise ValueError(f"key {path!r} is longer than {MAX_OBJECT_KEY_BYTES} bytes")
+    if can.max_key_bytes is not None and len(f"{store.root}/{path}".encode()) > can.max_key_bytes:
+        raise ValueError(f"key {path!r} is longer than {can.max_key_bytes} bytes")
 
 
-def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
+def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], inputs: Inputs) -> list[Check]:
+    """Checks of a source lock; a row without a checksum is held to the one its provider
+    published on the Item (`file:checksum`), if any."""
     source = spec.sources[name]
-    return [Check(row, *source_access(row, source, spec.relocate.chunk_size, base)) for row in rows]
-
-
-def derive_checks(spec: Spec, rows: Iterable[LockRow], base: Path) -> list[Check]:
-    """HEAD each asset of lock-less Items through the first source whose prefix covers it."""
-    sources = [s for s in spec.sources.values() if s.lock is None]
     checks = []
     for row in rows:
-        source = next(
-            (s for s in sources if s.prefix is None or _under(row.href, s.prefix)),
-            Source(),
-        )
-        checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size, base)))
+        store, path = source_access(row, source, spec.relocate.chunk_size, inputs.base)
+        published = inputs.provider_checksums.get((row.item_id, row.asset_key))
+        if row.file_checksum or not published:
+            checks.append(Check(row, store, path))
+        else:
+            checks.append(Check(row, store, path, published, "items"))
     return checks
 
 
-def target_checks(target: TargetPlan, rows: Iterable[LockRow]) -> list[Check]:
-    """Checks of a relocated lock: its keys are read back relative to the target's root."""
+def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check]:
+    """HEAD each asset of lock-less Items through the first source that stands for it; an asset
+    no source stands for is refused first (a run reads only the stores its spec declares)."""
+    sources = SourceMap(spec, base, {})
+    names = [name for name, source in spec.sources.items() if source.lock is None]
+    checks, outside = [], []
+    for row in rows:
+        source = next((spec.sources[n] for n in names if sources.covers(n, row)), None)
+        if source is None:
+            outside.append(row)
+            continue
+        checks.append(Check(row, *source_access(row, source, spec.relocate.chunk_size, base)))
+    if outside:
+        raise PlanConflict([outside_every_source(outside)])
+    return checks
+
+
+def target_checks(
+    target: TargetPlan, rows: Iterable[LockRow], recorded: Mapping[tuple[str, str], Record]
+) -> list[Check]:
+    """Checks of a relocated lock: its keys are read back relative to the target's root. A row
+    that lost its checksum (stacpkg rewrites locks without it) is held to the one recorded when
+    the copy was made, for the same key and size."""
     root = target.store.root.strip("/")
     checks = []
     for row in rows:
         key = (row.key or "").strip("/")
         path = key[len(root) :].lstrip("/") if root and key.startswith(root + "/") else key
-        checks.append(Check(row, target.store, path))
+        copy = recorded.get((row.item_id, row.asset_key))
+        if (
+            row.file_checksum is None
+            and copy is not None
+            and (copy.row.key, copy.row.size_bytes) == (row.key, row.size_bytes)
+            and copy.row.file_checksum
+        ):
+            checks.append(Check(row, target.store, path, copy.row.file_checksum, "copy"))
+        else:
+            checks.append(Check(row, target.store, path))
     return checks
 
 
 def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
     """As many workers as asked, but never more than the memory budget has buffers for."""
     options = spec.relocate
-    buffers = max((PER_ASSET_BUFFERS.get(t.store.kind, 5) for t in targets), default=2)
+    buffers = max((capabilities(t.store).buffers_per_asset for t in targets), default=2)
     affordable = max(1, options.memory_limit // (buffers * options.chunk_size))
     return CopyPolicy(
         workers=min(options.max_workers, affordable),
@@ -419,21 +472,24 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
         max_backoff=options.retry.max_backoff.total_seconds(),
         on_drift=options.on_drift,
         fail_fast=options.fail_fast,
+        verify=options.verify,
     )
 
 
 def _target_location(store: StoreRef, path: str) -> Location:
-    if store.kind == "file":
-        return Location("file", None, None, str(Path(store.root) / path))
+    written = backend(store.kind)
+    store_type = written.store_types[0]
+    if written.capabilities.file_system:
+        return Location(store_type, None, None, str(Path(store.root) / path))
     key = f"{store.root}/{path}" if store.root else path
-    return Location(store.kind, store.container, store.access.endpoint, key)
+    return Location(store_type, store.container, store.access.endpoint, key)
 
 
 def _nesting_conflicts(
     target: str, store: StoreRef, claimed: dict[str, tuple[str, str]]
 ) -> list[str]:
     """On a file system a key cannot be both a file and a folder (`a/b` and `a/b/c.tif`)."""
-    if store.kind != "file":
+    if not capabilities(store).file_system:
         return []
     folders = {posixpath.dirname(p) for p in claimed} - {""}
     parents = {f for folder in folders for f in _ancestors(folder)}
@@ -451,24 +507,22 @@ def _ancestors(folder: str) -> Iterable[str]:
 
 
 def _shown(store: StoreRef, path: str) -> str:
-    return (
-        str(Path(store.root) / path) if store.kind == "file" else _target_location(store, path).href
-    )
+    if capabilities(store).file_system:
+        return str(Path(store.root) / path)
+    return _target_location(store, path).href
 
 
 def _plain_http(store: StoreRef) -> bool:
-    return store.kind == "http" or (store.access.endpoint or "").startswith("http://")
+    return _plain_http_url(store) is not None
 
 
 def _origin_of(store: StoreRef) -> str:
-    url = store.container if store.kind == "http" else store.access.endpoint
-    return urlsplit(url or "").netloc
+    return urlsplit(_plain_http_url(store) or "").netloc
 
 
-def _under(href: str, prefix: str) -> bool:
-    stem = prefix.rstrip("/")
-    return href == stem or href.startswith(stem + "/")
-
-
-def _matches(value: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+def _plain_http_url(store: StoreRef) -> str | None:
+    """The plain http:// URL a store is reached at: an origin's, or a bucket's endpoint."""
+    for url in (store.container, store.access.endpoint):
+        if url and urlsplit(url).scheme == "http":
+            return url
+    return None

@@ -6,14 +6,16 @@ inside the flow run (so a deployment run needs nothing but the spec path).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from stacflow.flows.spec import Spec
 from stacflow.flows.specfile import Loc, load_model
+from stacflow.tasks.errors import UsageError
 from stacflow.tasks.items import read_items_table
 from stacflow.tasks.locks import LockRow, read_lock
 from stacflow.tasks.moves import Record
@@ -60,18 +62,45 @@ def load_inputs(
     base = spec_path.parent
     if spec.package is not None:
         package = base / spec.package
-        lock = read_lock(package / PACKAGE_LOCK)
+        lock = _lock(package / PACKAGE_LOCK)
         items = package / PACKAGE_ITEMS
     if spec.items is not None:
         items = base / spec.items
-    table = read_items_table(items) if items is not None else None
-    collections, checksums = _asset_facts(table) if table is not None else ({}, {})
+    collections, checksums = _item_facts(items) if items is not None else ({}, {})
     source_locks = {
-        name: read_lock(base / source.lock)
+        name: _lock(base / source.lock)
         for name, source in spec.sources.items()
         if source.lock is not None
     }
     return Inputs(spec, spec_path, lock or [], items, collections, checksums, source_locks)
+
+
+def _lock(path: Path) -> list[LockRow]:
+    return list(_read_once(path, read_lock))
+
+
+def _item_facts(path: Path) -> tuple[dict[str, str | None], dict[tuple[str, str], str]]:
+    collections, checksums = _read_once(path, lambda p: _asset_facts(read_items_table(p)))
+    return dict(collections), dict(checksums)
+
+
+_READ: dict[tuple[str, Any], tuple[tuple[int, int, int, int], Any]] = {}
+
+
+def _read_once(path: Path, read: Callable[[Path], Any]) -> Any:
+    """A table is read once per command although the preflight and the flow both load inputs:
+    reading is keyed by the file's identity (device, inode, size, mtime), so an edited or
+    replaced file is read again. Only the latest read of each path and reader is kept."""
+    try:
+        stat = path.stat()
+        identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return read(path)  # the reader says what is wrong, as before
+    key = (str(path.resolve()), getattr(read, "__qualname__", read))
+    cached = _READ.get(key)
+    if cached is None or cached[0] != identity:
+        cached = _READ[key] = (identity, read(path))
+    return cached[1]
 
 
 def _asset_facts(
@@ -108,3 +137,37 @@ def previous_records(inputs: Inputs) -> dict[str, dict[tuple[str, str], Record]]
         name: read_records(journal_path(inputs.outputs, name), fallback_lock=paths.lock(name))
         for name in inputs.spec.targets
     }
+
+
+def locks_to_validate(spec_path: Path, spec: Spec, requested: list[str] | None) -> list[str]:
+    """The names `check` validates: those asked for, else the spec's validate list; a name that
+    is no source or target, or an empty choice, is a usage error naming what exists."""
+    names = [*spec.sources, *spec.targets]
+    chosen = list(requested) if requested else (spec.validate_.locks if spec.validate_ else [])
+    unknown = [name for name in chosen if name not in names]
+    if unknown:
+        raise UsageError(
+            f"{spec_path}: no source or target named {', '.join(map(repr, unknown))} "
+            f"to validate (names: {', '.join(names)})"
+        )
+    if not chosen:
+        raise UsageError(
+            f"{spec_path}: nothing to validate: the spec has no validate list; add one, or "
+            f"name locks with --lock NAME ({', '.join(names)})"
+        )
+    return chosen
+
+
+def unwritten_locks(spec_path: Path, spec: Spec, names: list[str]) -> dict[str, str]:
+    """Of `names`, the locks no run has written yet (relocated locks, a derived package), and
+    what to do about it: validation checks the rest and says which these are."""
+    outputs = OutputPaths((spec_path.parent / spec.outputs).resolve())
+    waiting = {}
+    for name in names:
+        if name in spec.targets and not outputs.lock(name).is_file():
+            waiting[name] = f"no relocated lock yet for target {name} (run `stacflow run` first)"
+        elif name in spec.sources and spec.stac is not None and not outputs.package.is_dir():
+            waiting[name] = (
+                f"no lock yet for source {name}: `stacflow run` derives it from the Items first"
+            )
+    return waiting

@@ -6,19 +6,30 @@ it already holds (HEADs only), and count per target what a run would copy, skip 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks
-from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.inputs import (
+    Inputs,
+    load_inputs,
+    load_spec,
+    locks_to_validate,
+    previous_records,
+    unwritten_locks,
+)
+from stacflow.flows.selection import EXAMPLES, NotSelected, counted, without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.derive import derive_facts, locate_assets
-from stacflow.tasks.errors import InputError, PlanConflict, SpecError
+from stacflow.tasks.errors import InputError, PlanConflict, SpecError, UsageError
 from stacflow.tasks.items import read_item_dicts
+from stacflow.tasks.owners import Owner, foreign_owner
 from stacflow.tasks.report import Result
 from stacflow.tasks.sizes import format_size
+from stacflow.tasks.stores import capabilities
 from stacflow.tasks.survey import PLANNED, survey
 
 
@@ -33,12 +44,15 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
     try:
         if stac is None:
             inputs = load_inputs(spec_path, spec)
-            compile_plan(inputs, previous_records(inputs), targets).refuse_conflicts()
+            plan = compile_plan(inputs, previous_records(inputs), targets)
+            plan.refuse_conflicts()
+            refuse_foreign_folders(plan, Owner.of(spec.name, inputs.outputs))
             return spec
         items = read_item_dicts(stac)
         located = locate_assets(
             items, base=stac.parent, metadata_assets=spec.select.metadata_assets
         )
+        derive_checks(spec, located, spec_path.parent)  # refuses assets no source stands for
     except (InputError, PlanConflict) as error:
         raise SpecError(str(spec_path), None, "", str(error)) from error
     if not located:
@@ -47,6 +61,33 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
             str(spec_path), None, "stac", f"{stac}: {problem}select.metadata_assets: true)"
         )
     return spec
+
+
+def secret_blocks(spec: Spec) -> list[str]:
+    """The Prefect Secret blocks the spec's stores name: reading them needs a Prefect API."""
+    stores = [s.store for s in spec.sources.values()] + [t.store for t in spec.targets.values()]
+    names = [
+        getattr(getattr(store, "credentials", None), "prefect_secret", None) for store in stores
+    ]
+    return sorted({name for name in names if name})
+
+
+def refuse_foreign_folders(plan: Plan, owner: Owner) -> None:
+    """Another spec's folder is found before Prefect starts (object stores: in the run)."""
+    for target in plan.targets:
+        if capabilities(target.store).file_system and (
+            problem := foreign_owner(target.name, target.store, owner)
+        ):
+            raise PlanConflict([problem])
+
+
+def check_validation(spec_path: Path, spec: Spec, locks: list[str]) -> None:
+    """`check` refuses to say OK about nothing: unknown names, an empty choice, or only locks
+    that no run has written yet."""
+    names = locks_to_validate(spec_path, spec, locks)
+    waiting = unwritten_locks(spec_path, spec, names)
+    if len(waiting) == len(names):
+        raise UsageError(f"{spec_path}: nothing to validate yet: {'; '.join(waiting.values())}")
 
 
 @dataclass
@@ -62,13 +103,27 @@ class PlanReport:
     source: str
     targets: dict[str, TargetCounts]
     conflicts: list[str]
-    unselected: int
+    not_selected: list[NotSelected] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unselected(self) -> int:
+        return len(self.not_selected)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "source": self.source,
             "unselected": self.unselected,
+            "not_selected": [
+                {
+                    "reason": reason,
+                    "assets": len(rows),
+                    "examples": [f"{r.item_id}/{r.asset_key}" for r in rows[:EXAMPLES]],
+                }
+                for reason, rows in counted(self.not_selected).items()
+            ],
+            "notes": self.notes,
             "targets": {
                 name: {
                     "to_copy": {"assets": c.to_copy[0], "bytes": c.to_copy[1]},
@@ -87,8 +142,10 @@ class PlanReport:
             lines.append(
                 f"  {name:<14}{_cell(c.to_copy):<24}{_cell(c.verified):<24}{len(c.conflicts)}"
             )
-        if self.unselected:
-            lines.append(f"  {self.unselected} locked assets are outside the selection")
+        for reason, rows in counted(self.not_selected).items():
+            examples = ", ".join(f"{r.item_id}/{r.asset_key}" for r in rows[:EXAMPLES])
+            lines.append(f"  not selected: {len(rows)} ({reason}), e.g. {examples}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  ✗ {conflict}" for conflict in self.conflicts]
         if self.conflicts:
             lines.append("  a run refuses to start until every conflict is resolved")
@@ -99,6 +156,9 @@ def plan_report(spec_path: Path, targets: Sequence[str] | None) -> tuple[PlanRep
     spec = load_spec(spec_path)
     inputs = _inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs), targets)
+    owner = Owner.of(spec.name, inputs.outputs)
+    owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
+    plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
     return _report(plan, survey(plan.moves, plan.policy.workers)), bool(plan.conflicts)
 
 
@@ -129,7 +189,14 @@ def _report(plan: Plan, rows: Sequence[Any]) -> PlanReport:
         for name, c in counts.items():
             if conflict.startswith(f"target {name}:"):
                 c.conflicts.append(conflict)
-    return PlanReport(plan.name, plan.source, counts, list(plan.conflicts), plan.unselected)
+    return PlanReport(
+        plan.name,
+        plan.source,
+        counts,
+        list(plan.conflicts),
+        list(plan.not_selected),
+        without_item_note(plan.without_item),
+    )
 
 
 def _cell(cell: list[int]) -> str:

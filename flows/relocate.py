@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,31 +17,49 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
+from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.records import (
+    left_alone,
+    record_relocations,
+    recorded,
+    refute_invalid_copies,
+)
+from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
-from stacflow.tasks.derive import derive_batch_task, locate_assets
+from stacflow.tasks.breaker import BREAKERS
+from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import (
+    KeptTarget,
     OutputPaths,
     Promotion,
-    alternates_of,
-    enrich_task,
     write_package,
     write_validation,
 )
-from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
+from stacflow.tasks.owners import Owner
+from stacflow.tasks.prefect_tasks import (
+    claim_targets_task,
+    derive_batch_task,
+    enrich_task,
+    flush_targets_task,
+    list_targets_task,
+    relocate_batch_task,
+    survey_task,
+    validate_batch_task,
+)
+from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, Result, Step, write_report
-from stacflow.tasks.state import journal_path, run_lock, settle_journal
+from stacflow.tasks.state import journal_path, run_lock
+from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
-from stacflow.tasks.survey import list_targets_task, survey_task
-from stacflow.tasks.validate import Validated, validate_batch_task
+from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
@@ -64,6 +82,11 @@ class RunOverrides(BaseModel):
     )
     fail_fast: bool | None = Field(
         default=None, description="Stop at the first failed asset (spec: relocate.fail_fast)."
+    )
+    verify: Literal["facts", "checksums"] | None = Field(
+        default=None,
+        description="checksums: hash every copy already in a target before trusting it, and "
+        "copy again what does not match (spec: relocate.verify).",
     )
 
 
@@ -92,11 +115,12 @@ def relocate_package(
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     with run_lock(outputs_of(Path(spec_path), spec)) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, sweep=killed)
+        plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
-            return finish_run(plan, inputs, [*derived, *planned], started, dry_run=True)
-        moved, byte_phase_s = relocate_assets(plan, inputs)
+            outcomes = [*derived, *planned, *left_alone(plan)]
+            return finish_run(plan, inputs, outcomes, started, dry_run=True)
+        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
@@ -135,15 +159,25 @@ def outputs_of(spec_path: Path, spec: Spec) -> Path:
 
 
 def prepare_plan(
-    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True
+    inputs: Inputs, targets: Sequence[str] | None = None, *, claim: bool = True
 ) -> Plan:
-    """Compile, and refuse the whole run if any key conflicts: before a single byte moves.
+    """Compile, and refuse the whole run if any key conflicts or another spec owns a target
+    root: before a single byte moves.
 
-    `sweep`: look for a killed run's debris while copying (the run lock knows whether to).
+    `claim`: record this spec as the owner of its target roots (not for a dry run).
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
-    plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=sweep))
+    owner = Owner.of(inputs.spec.name, inputs.outputs)
+    unusable = claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
+    for target in plan.targets:
+        if target.name in unusable:
+            BREAKERS.trip(target.store, unusable[target.name])
+            get_run_logger().info(
+                "target %s cannot be written, its assets fail: %s",
+                target.name,
+                unusable[target.name].message,
+            )
     get_run_logger().info(
         "plan: %d assets (%d bytes) from %s into %s, %d batches",
         len(plan.moves),
@@ -155,19 +189,25 @@ def prepare_plan(
     return plan
 
 
-def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
-    """One task run per batch; concurrency inside each batch, bounded by the memory budget."""
+def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[list[Moved], float]:
+    """One task run per batch; concurrency inside each batch, bounded by the memory budget.
+
+    The plan stays as compiled: what the run learns (a listing of each target; `sweep`, from
+    the run lock: whether a killed run left debris to look for) travels beside it.
+    """
     if not plan.targets or not plan.moves:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
+    policy = dataclasses.replace(plan.policy, sweep=sweep)
     started = time.monotonic()
-    if any(t.store.kind == "s3" for t in plan.targets):
-        plan = dataclasses.replace(plan, moves=tuple(list_targets_task(Opaque(plan.moves)).value))
+    moves = plan.moves
+    if any(capabilities(t.store).listing for t in plan.targets):
+        moves = tuple(list_targets_task(Opaque(plan.moves)).value)
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
         futures = [
-            relocate_batch_task.submit(Opaque(batch), plan.policy, journals)
-            for batch in plan.batches()
+            relocate_batch_task.submit(Opaque(batch), policy, journals)
+            for batch in batches(moves, plan.batch_assets, plan.batch_bytes)
         ]
         for future in as_completed(futures):
             results = future.result()
@@ -189,7 +229,8 @@ def settle_run(
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
-    locks, alternates = record_relocations(plan, inputs, outcomes)
+    locks, alternates, outcomes = record_relocations(plan, inputs, outcomes)
+    outcomes += left_alone(plan)
     enriching = enrich_items(plan, inputs, locks, alternates)
     validated = validate_locks(plan, locks)
     files = enriching.result() if enriching is not None else []
@@ -216,32 +257,6 @@ def copied_to(target: str, outcomes: Sequence[Outcome]) -> bool:
     )
 
 
-def record_relocations(
-    plan: Plan, inputs: Inputs, outcomes: Sequence[Outcome]
-) -> tuple[dict[str, list[LockRow]], list[Alternate]]:
-    """Relocated locks, from the journals of verified copies, and the alternates they make.
-
-    A failed asset is never recorded as relocated; assets outside this run (another selection,
-    another shard's failure) keep their earlier records. The journal is compacted to match.
-    """
-    paths = OutputPaths(inputs.outputs)
-    order = [move.key for move in plan.moves]
-    locks: dict[str, list[LockRow]] = {}
-    alternates: list[Alternate] = []
-    for target in plan.targets:
-        settled = {
-            (o.item_id, o.asset_key): not o.failed
-            for o in outcomes
-            if o.step == Step.RELOCATE and o.store == target.name
-        }
-        records = settle_journal(
-            journal_path(inputs.outputs, target.name), paths.lock(target.name), settled, order
-        )
-        locks[target.name] = [record.row for record in records]
-        alternates += alternates_of(locks[target.name], target.alternate_key, target.alternate_name)
-    return locks, alternates
-
-
 def enrich_items(
     plan: Plan, inputs: Inputs, locks: dict[str, list[LockRow]], alternates: list[Alternate]
 ) -> PrefectFuture[list[Path]] | None:
@@ -249,10 +264,16 @@ def enrich_items(
     the other); None when there are no items or no targets."""
     if not plan.targets or inputs.items_path is None:
         return None
+    spec = inputs.spec
     promotions = [
-        Promotion(t.name, t.alternate_key)
-        for t in plan.targets
-        if inputs.spec.targets[t.name].promote
+        Promotion(name, spec.alternate_key(name))
+        for name in spec.targets
+        if spec.targets[name].promote
+    ]
+    kept = [
+        KeptTarget(name, spec.alternate_key(name), spec.alternate_name(name))
+        for name in spec.targets
+        if name not in locks
     ]
     return enrich_task.submit(
         OutputPaths(inputs.outputs),
@@ -260,6 +281,7 @@ def enrich_items(
         Opaque(locks),
         Opaque(alternates),
         promotions,
+        kept=kept,
     )
 
 
@@ -269,7 +291,11 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         (checks.name, list(checks.checks), checks.checksums) for checks in plan.source_checks
     ]
     jobs += [
-        (t.name, target_checks(t, locks.get(t.name, [])), t.name in plan.checksum_targets)
+        (
+            t.name,
+            target_checks(t, locks.get(t.name, []), recorded(plan, t.name)),
+            t.name in plan.checksum_targets,
+        )
         for t in plan.targets
         if t.name in plan.validate_targets
     ]
@@ -296,8 +322,12 @@ def finish_run(
     dry_run: bool = False,
     report: Path | None = None,
     files: Sequence[Path] = (),
+    unvalidated: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Report, validation lines, artifacts and the verdict; written even when the run failed."""
+    """Report, validation lines, artifacts and the verdict; written even when the run failed.
+
+    `unvalidated`: locks that were to be validated but could not be, and why.
+    """
     paths = OutputPaths(inputs.outputs)
     report = report or paths.report
     written: list[Path] = []
@@ -305,6 +335,7 @@ def finish_run(
     for name, results in validated.items():
         written.append(write_validation(paths, name, [r.line for r in results]))
         outcomes += [r.outcome for r in results]
+    remedies = refute_invalid_copies(plan, inputs.outputs, validated)
     if not dry_run:
         write_report(report, outcomes)
         written.append(report)
@@ -315,10 +346,9 @@ def finish_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         outputs=tuple(str(p) for p in (*files, *written)),
-        checksum_locks=frozenset(
-            [*plan.checksum_targets, *(c.name for c in plan.source_checks if c.checksums)]
-        ),
         dry_run=dry_run,
+        unvalidated=tuple((unvalidated or {}).items()),
+        notes=(*without_item_note(plan.without_item), *remedies),
         began=started,
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())

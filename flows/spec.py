@@ -8,7 +8,6 @@ file's folder as validation context.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from pathlib import Path
@@ -30,8 +29,10 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from stacflow.flows.specfile import SpecFieldError
-from stacflow.tasks.access import Access, Duration, url_problem
+from stacflow.tasks.access import Access, Duration, SpecPath, url_problem
+from stacflow.tasks.errors import scrub
 from stacflow.tasks.sizes import format_size, parse_size
+from stacflow.tasks.stores import TargetStore, backend
 
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_MEMORY_LIMIT = "512MiB"
@@ -51,16 +52,6 @@ TEMPLATE_FIELDS = frozenset(
     {"collection", "item_id", "asset_key", "ext", "source_key", "source_dir", "source_name"}
 )
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-
-
-def _spec_path(value: Any) -> Any:
-    """An empty path would silently mean the spec's own folder; `~` means the user's home."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("expected a path, got an empty string")
-        return Path(value).expanduser()
-    return value
 
 
 Size = Annotated[
@@ -80,12 +71,6 @@ Size = Annotated[
         }
     ),
 ]
-SpecPath = Annotated[
-    Path,
-    BeforeValidator(_spec_path),
-    WithJsonSchema({"type": "string", "minLength": 1}),
-]
-"""A path as written in a spec: relative paths are relative to the spec file's folder."""
 
 
 def _name(value: Any) -> Any:
@@ -112,7 +97,8 @@ class Source(_Strict):
         default=None,
         min_length=1,
         description="Package-lock rows whose href starts with this prefix "
-        "(https://host/, s3://bucket/, or a folder). Default: every row.",
+        "(https://host/, s3://bucket/, or a folder). Default: every row of a remote store, and "
+        "the files inside the package's (or the Items') folder.",
     )
     lock: SpecPath | None = Field(
         default=None,
@@ -148,70 +134,6 @@ class Source(_Strict):
                 ("prefix",), "plain http:// needs allow_http: true in this source's store"
             )
         return self
-
-
-class FileStore(_Strict):
-    """A local (or mounted) folder."""
-
-    type: Literal["file"] = Field(description="A local or mounted folder.")
-    root: SpecPath = Field(
-        description="Folder that receives the assets; relative to the spec file. It cannot be "
-        "the outputs folder, contain it, or overlap an input or another target's root."
-    )
-
-
-class S3Store(Access):
-    """An S3 bucket on AWS or on any S3-compatible endpoint."""
-
-    type: Literal["s3"] = Field(description="An S3 bucket (AWS or S3-compatible).")
-    bucket: str = Field(
-        pattern=BUCKET_PATTERN,
-        description="Bucket name: 3-63 lowercase letters, digits, dots and dashes.",
-    )
-    prefix: str = Field(
-        default="", description="Key prefix inside the bucket (no '.' or '..' segments)."
-    )
-
-    @field_validator("endpoint")
-    @classmethod
-    def _s3_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
-            raise ValueError(f"an S3 endpoint is an http(s):// URL, got {value!r}")
-        return value
-
-    @field_validator("bucket", mode="before")
-    @classmethod
-    def _bucket_name(cls, value: Any) -> Any:
-        """S3's naming rules, said in words (the pattern alone reads as noise)."""
-        if not isinstance(value, str):
-            return value
-        if value.startswith("s3://"):
-            raise ValueError("write the bucket name without s3:// (a key prefix goes in prefix)")
-        rule = "an S3 bucket name has 3-63 lowercase letters, digits, dots and dashes"
-        if not re.fullmatch(BUCKET_PATTERN, value):
-            raise ValueError(f"{rule}, and starts and ends with a letter or digit; got {value!r}")
-        if ".." in value or _is_ip_address(value):
-            raise ValueError(f"{rule}, without '..', and is not an IP address; got {value!r}")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _clean_prefix(cls, value: str) -> str:
-        parts = [part for part in value.split("/") if part]
-        if any(part in {".", ".."} for part in parts):
-            raise ValueError("a key prefix cannot contain '.' or '..' segments")
-        return "/".join(parts)
-
-
-def _is_ip_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-TargetStore = Annotated[FileStore | S3Store, Field(discriminator="type")]
 
 
 class AlternateName(_Strict):
@@ -262,8 +184,9 @@ class Target(_Strict):
     )
     promote: bool = Field(
         default=False,
-        description="Also write <target>.primary.items.parquet, in which this target's href "
-        "is each asset's href and the original moves to alternate.original.",
+        description="Also write <target>.primary.items.parquet, as stacpkg's "
+        "promote-alternate --mode switch: this target's href becomes each asset's href, and "
+        "the original href takes its place under the target's alternate key, named 'original'.",
     )
 
     @field_validator("layout")
@@ -387,6 +310,13 @@ class Relocate(_Strict):
         "the copy (outcome drifted) or copy and record the new facts.",
     )
     fail_fast: bool = Field(default=False, description="Stop at the first failed asset.")
+    verify: Literal["facts", "checksums"] = Field(
+        default="facts",
+        description="How a rerun proves a copy it finds: facts (its size, ETag and "
+        "Last-Modified unchanged since it was recorded, and no validation found it wrong) or "
+        "checksums (its bytes hashed again before it is trusted; copies without a checksum "
+        "are copied again).",
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> Relocate:
@@ -537,21 +467,21 @@ class Spec(_Strict):
         return self
 
     def _check_buckets(self) -> None:
-        """Two S3 targets writing under one key prefix would overwrite each other's copies."""
-        seen: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
+        """Two targets writing under one key prefix would overwrite each other's copies."""
+        seen: dict[tuple[str, str | None, str | None], list[tuple[str, str]]] = {}
         for name, target in self.targets.items():
-            store = target.store
-            if not isinstance(store, S3Store):
-                continue
-            place = seen.setdefault((store.endpoint, store.bucket), [])
+            if backend(target.store.type).capabilities.file_system:
+                continue  # folders: `_check_paths`, which knows the spec file's folder
+            store = target.store.ref(Path())  # a bucket does not depend on the spec's folder
+            place = seen.setdefault((store.kind, store.access.endpoint, store.container), [])
             for other, prefix in place:
-                if _nested(prefix, store.prefix):
+                if _nested(prefix, store.root):
                     raise SpecFieldError(
                         ("targets", name, "store", "prefix"),
-                        f"bucket {store.bucket} prefix {store.prefix!r} overlaps target "
+                        f"bucket {store.container} prefix {store.root!r} overlaps target "
                         f"{other!r} (prefix {prefix!r})",
                     )
-            place.append((name, store.prefix))
+            place.append((name, store.root))
 
     @model_validator(mode="after")
     def _check_paths(self, info: ValidationInfo) -> Spec:
@@ -585,8 +515,8 @@ class Spec(_Strict):
             raise SpecFieldError(("outputs",), f"{outputs} is a file this spec reads")
         roots: dict[Path, str] = {}
         for name, target in self.targets.items():
-            if isinstance(target.store, FileStore):
-                root = (base / target.store.root).resolve()
+            if backend(target.store.type).capabilities.file_system:
+                root = Path(target.store.ref(base).root)
                 loc = ("targets", name, "store", "root")
                 _check_root(loc, root, inputs=inputs, outputs=outputs, roots=roots)
                 roots[root] = name
@@ -608,8 +538,9 @@ class Spec(_Strict):
 
     @property
     def slug(self) -> str:
-        """The spec name as Prefect artifact keys need it: lowercase letters, digits, dashes."""
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "spec"
+        """The spec name as Prefect artifact keys need it: lowercase letters, digits, dashes
+        (a name taken from the environment as its variable's name)."""
+        return re.sub(r"[^a-z0-9]+", "-", scrub(self.name).lower()).strip("-") or "spec"
 
 
 def _input(base: Path, path: Path | None, loc: tuple, *, package: bool = False) -> Path | None:

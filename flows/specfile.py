@@ -18,8 +18,10 @@ interpolation when `refuse_interpolation(path)` returns a problem instead of Non
 must not be copied from the environment into a spec model that may be logged.
 
 A message repeats what the author wrote (`got 'flat'`), except below a `credentials` key: a typo
-there may be the secret itself. A model may take a list as the short form of one of its fields
-(`validate: [a, b]` for `{locks: [a, b]}`); a problem inside it is blamed on the list as written.
+there may be the secret itself. A value taken from the environment is shown as `${NAME}`, in
+every message of the process (`errors.redact`): the spec does not say whether it is a secret.
+A model may take a list as the short form of one of its fields (`validate: [a, b]` for
+`{locks: [a, b]}`); a problem inside it is blamed on the list as written.
 
 A model validator that checks a cross-field rule blames the right line with `SpecFieldError`, whose
 `loc` is relative to the model being validated and written with the spec's keys:
@@ -47,7 +49,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stacflow.tasks.errors import SpecError
+from stacflow.tasks.errors import MAX_SHOWN, SpecError, hide_environment_value, shorten
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -61,6 +63,9 @@ RefuseInterpolation = Callable[[Loc], str | None]
 
 MAX_VALUES = 100_000
 """Aliases can expand a small file exponentially; no spec needs this many values."""
+MAX_BYTES = 1024 * 1024
+"""A spec names its tables; lists of Items belong in them. Checked before parsing: YAML costs
+about 2.5 s and 60 MB per MiB to compose, a 3 MB file of plain keys took a minute to refuse."""
 
 _CORE = "tag:yaml.org,2002:"
 _MAP, _SEQ, _STR, _MERGE = f"{_CORE}map", f"{_CORE}seq", f"{_CORE}str", f"{_CORE}merge"
@@ -122,9 +127,13 @@ def load_yaml(
     """Plain values of a one-mapping YAML file, interpolated, and the line of every path."""
     file = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SpecError(file, None, "", f"cannot read the file ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_BYTES:
+        problem = f"the file is larger than {MAX_BYTES // 1024} KiB, more than any spec needs"
+        raise SpecError(file, None, "", problem)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -135,7 +144,7 @@ def load_yaml(
         if root is None or (isinstance(root, ScalarNode) and root.tag != _STR and not root.value):
             raise SpecError(file, 1, "", "the file is empty")
         if not isinstance(root, MappingNode):
-            got = "a list" if isinstance(root, SequenceNode) else f"'{root.value}'"
+            got = "a list" if isinstance(root, SequenceNode) else f"'{shorten(root.value)}'"
             raise SpecError(
                 file, _line(root), "", f"expected a mapping at the top level, got {got}"
             )
@@ -218,7 +227,7 @@ class _Builder:
             key = "<<" if key_node.tag == _MERGE else self._key(key_node, loc)
             if key in written:
                 first = _line(written[key][0])
-                problem = f"duplicate key '{key}' (first at line {first})"
+                problem = f"duplicate key '{shorten(key)}' (first at line {first})"
                 raise self._error(key_node, (*loc, key), problem)
             written[key] = (key_node, value_node)
             if key_node.tag == _MERGE:
@@ -241,7 +250,8 @@ class _Builder:
         if isinstance(node, ScalarNode) and node.tag == _STR:
             return node.value
         if isinstance(node, ScalarNode):
-            problem = f"key {node.value} is not a string; write it in quotes: '{node.value}'"
+            shown = shorten(node.value)
+            problem = f"key {shown} is not a string; write it in quotes: '{shown}'"
         else:
             kind = "a mapping" if isinstance(node, MappingNode) else "a list"
             problem = f"a key must be a string, got {kind}"
@@ -257,7 +267,7 @@ class _Builder:
         try:
             return self._constructor.construct_object(node)
         except (ValueError, KeyError, yaml.YAMLError) as exc:
-            problem = f"cannot read '{node.value}' as {_tag(node)[1:-1]}"
+            problem = f"cannot read '{shorten(node.value)}' as {_tag(node)[1:-1]}"
             raise self._error(node, loc, problem) from exc
 
     def _interpolate(self, node: ScalarNode, loc: Loc) -> str:
@@ -281,6 +291,7 @@ class _Builder:
                 return match["default"]
             if value is None:
                 raise self._error(node, loc, f"environment variable {name} is not set")
+            hide_environment_value(name, value)
             return value
 
         return _REFERENCE.sub(substitute, text)
@@ -315,6 +326,8 @@ class _Problem:
             return cls(lines.line(path), path, "required key missing")
         value = _HIDDEN if "credentials" in path else error.get("input")
         text = _plain(kind, error["msg"], ctx, value)
+        if isinstance(value, str) and len(value) > MAX_SHOWN:  # a validator quoted it whole
+            text = text.replace(value, shorten(value))
         return cls(lines.line(path, key=at_key), path, text)
 
 
@@ -346,13 +359,24 @@ def _plain(kind: str, msg: str, ctx: Mapping[str, Any], value: Any) -> str:
     return msg
 
 
+_SECRET_KEY = re.compile(
+    r"(?i)secret|password|passwd|token|access[_-]?key|api[_-]?key|private[_-]?key|signature"
+)
+
+
 def _unknown_key(key: str, parent: Any) -> str:
     spellings = _spellings(parent)
+    if "credentials" in spellings and _SECRET_KEY.search(key):
+        return (
+            f"unknown key '{shorten(key)}': a secret never goes in a spec (specs are checked in "
+            "and logged); use credentials: {env: VAR}, e.g. credentials: {access_key_id: {env: "
+            "AWS_ACCESS_KEY_ID}, secret_access_key: {env: AWS_SECRET_ACCESS_KEY}}"
+        )
     match = difflib.get_close_matches(key, spellings, n=1)
     if match:
-        return f"unknown key '{key}' (did you mean '{spellings[match[0]]}'?)"
+        return f"unknown key '{shorten(key)}' (did you mean '{spellings[match[0]]}'?)"
     allowed = ", ".join(dict.fromkeys(spellings.values()))
-    return f"unknown key '{key}'" + (f" (expected one of: {allowed})" if allowed else "")
+    return f"unknown key '{shorten(key)}'" + (f" (expected one of: {allowed})" if allowed else "")
 
 
 def _spellings(tp: Any) -> dict[str, str]:

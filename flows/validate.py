@@ -14,9 +14,16 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from stacflow.flows.compile import compile_plan
-from stacflow.flows.inputs import load_inputs, load_spec, previous_records
+from stacflow.flows.inputs import (
+    load_inputs,
+    load_spec,
+    locks_to_validate,
+    previous_records,
+    unwritten_locks,
+)
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.tasks.errors import UsageError
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
 
@@ -42,6 +49,10 @@ def validate_package(
     """
     started = time.monotonic()
     spec = load_spec(Path(spec_path))
+    names = locks_to_validate(Path(spec_path), spec, locks)
+    waiting = unwritten_locks(Path(spec_path), spec, names)
+    if len(waiting) == len(names):
+        raise UsageError(f"{spec_path}: nothing to validate yet: {'; '.join(waiting.values())}")
     paths = OutputPaths((Path(spec_path).parent / spec.outputs).resolve())
     if spec.package is not None:
         inputs = load_inputs(Path(spec_path), spec)
@@ -50,7 +61,8 @@ def validate_package(
         inputs = load_inputs(
             Path(spec_path), spec, lock=read_lock(package), items=paths.package / "items.parquet"
         )
-    plan = compile_plan(inputs, previous_records(inputs), validate=locks, checksums=checksums)
+    present = [name for name in names if name not in waiting]
+    plan = compile_plan(inputs, previous_records(inputs), validate=present, checksums=checksums)
     relocated = {
         t.name: read_lock(paths.lock(t.name))
         for t in plan.targets
@@ -64,4 +76,5 @@ def validate_package(
         started,
         validated=validated,
         report=paths.root / "validation" / "report.parquet",
+        unvalidated=waiting,
     )

@@ -1,6 +1,7 @@
 """How to reach a store: the typed settings a spec gives, resolved to credentials only at run time.
 
-These models live in `tasks/` because the stores are built here; `flows/spec.py` composes them.
+These models live in `tasks/` because the stores are built here; `flows/spec.py` composes them,
+and shares their value types (durations, paths relative to the spec file).
 A secret never sits in these objects: they hold the *names* of environment variables or of a
 Prefect Secret block, and `resolve_credentials` reads the values inside the task that needs them.
 """
@@ -11,7 +12,8 @@ import json
 import os
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -159,6 +161,23 @@ Duration = Annotated[
 ]
 
 
+def _spec_path(value: Any) -> Any:
+    """An empty path would silently mean the spec's own folder; `~` means the user's home."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a path, got an empty string")
+        return Path(value).expanduser()
+    return value
+
+
+SpecPath = Annotated[
+    Path,
+    BeforeValidator(_spec_path),
+    WithJsonSchema({"type": "string", "minLength": 1}),
+]
+"""A path as written in a spec: relative paths are relative to the spec file's folder."""
+
+
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be longer than 0s")
@@ -304,6 +323,3 @@ def _from_prefect_secret(name: str) -> ResolvedKeys:
         secret_access_key=data.get("secret_access_key"),
         session_token=data.get("session_token"),
     )
-
-
-StoreKind = Literal["file", "s3", "gs", "az", "http", "https"]

@@ -21,6 +21,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from stacflow.tasks.errors import scrub
 from stacflow.tasks.report import Outcome, Step
 from stacflow.tasks.sizes import format_size
 from stacflow.tasks.summary import Summary, outcome_rows
@@ -36,7 +37,7 @@ def publish_summary(slug: str, summary: Summary, outputs_uri: str | None = None)
     create_markdown_artifact(
         key=artifact_key(slug, "summary"),
         markdown=summary.markdown(),
-        description=f"stacflow run of {summary.name}",
+        description=scrub(f"stacflow run of {summary.name}"),
     )
     relocate = [o for o in summary.outcomes if o.step != Step.VALIDATE]
     if relocate:
@@ -50,7 +51,7 @@ def publish_summary(slug: str, summary: Summary, outputs_uri: str | None = None)
         create_link_artifact(
             key=artifact_key(slug, "outputs"),
             link=outputs_uri,
-            link_text=f"{summary.name} outputs",
+            link_text=scrub(f"{summary.name} outputs"),
             description="Relocated locks, enriched items, validation lines and the run report",
         )
 
@@ -65,6 +66,7 @@ def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
                     "item_id": row["item_id"],
                     "asset_key": row["asset_key"],
                     "valid": row["outcome"] == "valid",
+                    "checked": row["checked"],
                     "errors": row["error"],
                 }
                 for row in outcome_rows(outcomes, TABLE_ROWS)

@@ -69,6 +69,11 @@ class Breakers:
                 state.cause = error
                 state.down_since = time.monotonic()
 
+    def trip(self, store: StoreRef, cause: AssetError) -> None:
+        """Put `store` down at once: found unusable before any asset needed it."""
+        with self._lock:
+            self._states[store] = _State(CONNECTION_FAILURES, cause, time.monotonic())
+
     def clear(self) -> None:
         with self._lock:
             self._states.clear()

@@ -9,11 +9,30 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+MAX_SHOWN = 80
+"""The most of one value a message quotes: a 2 MB key must not become a 2 MB line."""
+MAX_DETAIL = 300
+"""The most of a library's own error text a message carries."""
+MAX_MESSAGE = 2000
+"""The most of any one spec message: each value in it is cut already; this is the backstop."""
+
+
+def shorten(value: object, limit: int = MAX_SHOWN) -> str:
+    """A value for a message, cut to `limit` characters with the total length said."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
 
 class StacflowError(Exception):
-    """Base of every error stacflow raises on purpose."""
+    """Base of every error stacflow raises on purpose; its message is redacted, so that no
+    secret reaches a terminal, a log or a flow run's state through it."""
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class UsageError(StacflowError):
@@ -26,6 +45,7 @@ class SpecError(UsageError):
     """A spec file is wrong at a known place."""
 
     def __init__(self, file: str, line: int | None, field: str, problem: str) -> None:
+        field, problem = shorten(field, 2 * MAX_SHOWN), shorten(problem, MAX_MESSAGE)
         self.file, self.line, self.field, self.problem = file, line, field, problem
         where = f"{file}:{line}" if line else file
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
@@ -109,10 +129,43 @@ _SECRET_PARAM = re.compile(
 )
 
 
-def redact(text: str) -> str:
-    """Remove URL query strings and `name=value` secrets from text bound for a log, lock or report.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^\s/?#@\"']*@", re.IGNORECASE)
+MIN_HIDDEN = 6
+"""Environment values shorter than this are not hidden: `true` or `4` are no secret, and
+replacing them would garble every message."""
+_FROM_ENVIRONMENT: dict[str, str] = {}
 
-    Signed URLs carry their credentials in the query string, so no query string is ever kept.
-    """
+
+def hide_environment_value(name: str, value: str) -> None:
+    """A spec took `value` from the environment variable `name`: from now on, messages of this
+    process show `${name}` in its place (it may be a secret; the spec never says)."""
+    if len(value) >= MIN_HIDDEN:
+        _FROM_ENVIRONMENT[value] = name
+
+
+def forget_environment_values() -> None:
+    """For a process that loads specs for unrelated runs one after another (a test session)."""
+    _FROM_ENVIRONMENT.clear()
+
+
+def redact(text: str) -> str:
+    """Remove secrets from text bound for a log, lock or report that may quote what a store or a
+    library said: what `scrub` removes, and `name=value` secrets (`token=…`, `Signature: …`)."""
+    return _SECRET_PARAM.sub(r"\1\2<redacted>", scrub(text))
+
+
+def scrub(text: str) -> str:
+    """Remove the secrets that can reach a message stacflow writes itself: URL query strings
+    (signed URLs carry their credentials there), URL userinfo, and any value a spec took from
+    the environment (shown as `${NAME}`)."""
+    for value in sorted(_FROM_ENVIRONMENT, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, f"${{{_FROM_ENVIRONMENT[value]}}}")
+    return strip_url_secrets(text)
+
+
+def strip_url_secrets(text: str) -> str:
+    """URL query strings and userinfo out, for data (a lock, a validation line): what the
+    environment gave stays, as a table must hold real locations."""
     text = _QUERY.sub(r"\g<url>?<redacted>", text)
-    return _SECRET_PARAM.sub(r"\1\2<redacted>", text)
+    return _USERINFO.sub(r"\g<scheme><redacted>@", text)

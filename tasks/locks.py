@@ -6,6 +6,7 @@ with one more column at the end.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stacflow.tasks.atomic import atomic_write
-from stacflow.tasks.errors import InputError, redact
+from stacflow.tasks.errors import MAX_DETAIL, InputError, shorten, strip_url_secrets
 from stacflow.tasks.locations import Location, normalise_store_type, to_href
 
 if TYPE_CHECKING:
@@ -89,7 +90,13 @@ def read_parquet(path: Path, expected: str) -> pa.Table:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        raise InputError(f"{path}: not a readable parquet file ({error})") from None
+        raise InputError(f"{path}: not a readable parquet file ({_one_line(error)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """Arrow's message, without the path it repeats and past its first line (a C++ trace)."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)[:MAX_DETAIL]
 
 
 def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
@@ -120,6 +127,12 @@ def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
         for name in ("item_id", "asset_key"):
             if not values[name]:
                 raise InputError(f"{source}: row {index + 1}: column {name!r} is empty")
+        if values["size_bytes"] is not None and values["size_bytes"] < 0:
+            raise InputError(
+                f"{source}: row {index + 1} ({shorten(values['item_id'])}/"
+                f"{shorten(values['asset_key'])}): column 'size_bytes' is "
+                f"{values['size_bytes']}; a size cannot be negative"
+            )
         try:
             values["store_type"] = normalise_store_type(values["store_type"])
         except InputError as error:
@@ -162,4 +175,5 @@ def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
 
 
 def _without_query(value: str | None) -> str | None:
-    return redact(value) if value is not None and "?" in value else value
+    """No signed URL's query, and no URL userinfo, ever reaches a lock."""
+    return strip_url_secrets(value) if value is not None else value

@@ -27,6 +27,9 @@ class Record:
     source_etag: str | None
     source_last_modified: str | None
     durable: bool = True
+    refuted: bool = False
+    """A validation found this very copy wrong (its facts unchanged since): trusted again only
+    once its bytes hash to its checksum. Read from beside the journal, never written into it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +73,8 @@ class Check:
     row: LockRow
     store: StoreRef
     path: str
+    checksum: str | None = None
+    """The SHA-256 multihash the bytes must hash to (default: the row's `file_checksum`)."""
+    checksum_from: str = "lock"
+    """Where `checksum` was recorded: the lock itself, `items` (a provider's file:checksum) or
+    `copy` (the journal or relocated lock of the target, when this lock row lost it)."""

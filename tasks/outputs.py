@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.atomic import write_text_atomic
 from stacflow.tasks.items import (
     Alternate,
@@ -29,8 +26,7 @@ from stacflow.tasks.items import (
     table_from_items,
     write_items_table,
 )
-from stacflow.tasks.locks import LockRow, write_lock
-from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.locks import LockRow, read_lock, write_lock
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,16 @@ class Promotion:
     alternate_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeptTarget:
+    """A target outside this run (`--target`, `targets:`): its relocated lock, if any, still
+    gives the items its alternates, so a run for some targets never erases the others'."""
+
+    name: str
+    alternate_key: str
+    alternate_name: str | None
+
+
 def write_package(
     paths: OutputPaths, items: Sequence[dict[str, Any]], lock: Iterable[LockRow]
 ) -> Path:
@@ -91,23 +97,42 @@ def alternates_of(rows: Iterable[LockRow], key: str, name: str | None) -> list[A
     ]
 
 
+def kept_alternates(paths: OutputPaths, kept: Sequence[KeptTarget]) -> list[Alternate]:
+    """The alternates that targets outside this run hold, from their relocated locks."""
+    return [
+        alternate
+        for target in kept
+        if paths.lock(target.name).is_file()
+        for alternate in alternates_of(
+            read_lock(paths.lock(target.name)), target.alternate_key, target.alternate_name
+        )
+    ]
+
+
 def write_enriched(
     paths: OutputPaths,
     items_path: Path,
     locks: dict[str, list[LockRow]],
     alternates: Sequence[Alternate],
     promotions: Sequence[Promotion],
+    *,
+    kept: Sequence[KeptTarget] = (),
 ) -> list[Path]:
     """The relocated locks, then the items that point at them: a reader never sees an alternate
-    whose lock is not yet written."""
+    whose lock is not yet written. The items carry every target whose relocated lock holds an
+    asset, this run's and the `kept` ones."""
     written = []
     for target, rows in locks.items():
         write_lock(paths.lock(target), rows)
         written.append(paths.lock(target))
-    enriched = enrich_items(read_items_table(items_path), alternates)
+    enriched = enrich_items(
+        read_items_table(items_path), [*alternates, *kept_alternates(paths, kept)]
+    )
     write_items_table(paths.items, enriched)
     written.append(paths.items)
     for promotion in promotions:
+        if promotion.target not in locks and not paths.lock(promotion.target).is_file():
+            continue  # a target no run has relocated into yet has nothing to promote
         write_items_table(
             paths.primary(promotion.target), promote_alternate(enriched, promotion.alternate_key)
         )
@@ -119,24 +144,3 @@ def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, An
     text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
     write_text_atomic(paths.validation(name), text)
     return paths.validation(name)
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="enrich-items",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    tags=["stacflow", "enrich"],
-)
-def enrich_task(
-    paths: OutputPaths,
-    items_path: Path,
-    locks: Opaque[dict[str, list[LockRow]]],
-    alternates: Opaque[Sequence[Alternate]],
-    promotions: Sequence[Promotion],
-) -> list[Path]:
-    written = write_enriched(paths, items_path, locks.value, alternates.value, promotions)
-    get_run_logger().info(
-        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
-    )
-    return written

@@ -18,23 +18,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
-from stacflow.tasks.verified import verified_copy
+from stacflow.tasks.verified import FACTS, verified_copy
 
 log = logging.getLogger("stacflow")
 NOT_ATTEMPTED = "not attempted: an earlier asset failed and fail_fast is set"
@@ -53,6 +48,8 @@ class CopyPolicy:
     sweep: bool = True
     """Look for debris a killed run left (temp files, open multipart uploads) before writing;
     the flow turns it off when its run lock says the previous run ended normally."""
+    verify: str = FACTS
+    """`facts`: trust a recorded copy whose facts are unchanged; `checksums`: hash it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +85,7 @@ def relocate_batch(
                 for leg in move.legs
             ]
         results = relocate_one(move, policy)
-        for leg, moved in zip(move.legs, results, strict=True):
-            if moved.record not in {None, leg.previous} and leg.target in open_journals:
-                open_journals[leg.target].append(moved.record)
+        _journal(move, results, open_journals)
         if policy.fail_fast and any(m.outcome.failed for m in results):
             stop.set()
         if on_done is not None:
@@ -106,6 +101,16 @@ def relocate_batch(
         for journal in open_journals.values():
             journal.close()
     return results
+
+
+def _journal(move: Move, results: Sequence[Moved], journals: Mapping[str, Journal]) -> None:
+    """Record each new verified copy; one that cannot be is reported failed when the run settles."""
+    for leg, moved in zip(move.legs, results, strict=True):
+        if moved.record not in {None, leg.previous} and leg.target in journals:
+            try:
+                journals[leg.target].append(moved.record)
+            except OSError as error:
+                log.warning("%s/%s not journaled at %s: %s", *move.key, leg.target, error)
 
 
 def sweep_leftovers(moves: Sequence[Move]) -> int:
@@ -130,7 +135,7 @@ def sweep_leftovers(moves: Sequence[Move]) -> int:
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     """One outcome per leg, in leg order."""
     started = time.monotonic()
-    done, pending = _settle_present(move, started)
+    done, pending = _settle_present(move, policy, started)
     attempts = 0
     try:
         for attempt in Retrying(
@@ -156,7 +161,9 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     return [done[leg.target] for leg in move.legs]
 
 
-def _settle_present(move: Move, started: float) -> tuple[dict[str, Moved], list[Leg]]:
+def _settle_present(
+    move: Move, policy: CopyPolicy, started: float
+) -> tuple[dict[str, Moved], list[Leg]]:
     """Legs that end before any copy (their target provably holds the asset, or is down), and
     the legs still to copy."""
     done: dict[str, Moved] = {}
@@ -170,7 +177,7 @@ def _settle_present(move: Move, started: float) -> tuple[dict[str, Moved], list[
         existing = None
         if leg.previous is not None or provable:  # else nothing could prove a copy: no look
             try:
-                existing = verified_copy(move, leg)
+                existing = verified_copy(move, leg, policy.verify)
             except AssetError:
                 existing = None  # an unreadable target is rewritten; the write reports its error
         if existing is not None:
@@ -341,40 +348,3 @@ def flush_targets(stores: Sequence[StoreRef]) -> float:
     for store in stores:
         open_store(store).flush()
     return time.monotonic() - started
-
-
-@task(cache_policy=NO_CACHE, name="flush-targets", retries=1, tags=["stacflow", "relocate"])
-def flush_targets_task(stores: Sequence[StoreRef]) -> float:
-    seconds = flush_targets(stores)
-    get_run_logger().info("copies flushed to disk in %.2f s", seconds)
-    return seconds
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="relocate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "relocate"],
-)
-def relocate_batch_task(
-    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
-) -> list[Moved]:
-    """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
-    results = relocate_batch(
-        moves.value,
-        policy,
-        journals,
-        resume=(task_run.run_count or 1) > 1,
-        on_done=report_progress,
-    )
-    counts: dict[str, int] = {}
-    for moved in results:
-        counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
-    get_run_logger().info(
-        "batch of %d assets: %s; %d bytes copied",
-        len(moves.value),
-        ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-        sum(m.outcome.bytes for m in results),
-    )
-    return results

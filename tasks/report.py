@@ -30,6 +30,7 @@ class Result(StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     DERIVED = "derived"
+    NOT_SELECTED = "not-selected"
 
 
 FAILURES = frozenset({Result.FAILED, Result.DRIFTED, Result.INVALID})
@@ -47,6 +48,9 @@ class Outcome:
     duration_s: float = 0.0
     error_class: str | None = None
     message: str | None = None
+    checked: str | None = None
+    """For a validation: what was proven (`facts`, `sha256`, `sha256 (items)`, `sha256 (copy)`,
+    or `no checksum recorded` when checksums were asked for and none was known)."""
 
     @property
     def failed(self) -> bool:
@@ -65,6 +69,7 @@ REPORT_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float64(), nullable=False),
         pa.field("error_class", pa.string()),
         pa.field("message", pa.string()),
+        pa.field("checked", pa.string()),
     ],
     metadata={b"stacflow:schema-kind": b"run-report", b"stacflow:schema-version": b"v1"},
 )
@@ -78,4 +83,5 @@ def write_report(path: Path, outcomes: Iterable[Outcome]) -> None:
 
 
 def read_report(path: Path) -> list[Outcome]:
+    """Reports written before a column was added read back with its default."""
     return [Outcome(**row) for row in pq.read_table(path).to_pylist()]

@@ -7,10 +7,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from stacflow.tasks.errors import scrub
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.sizes import format_size
 
 FAILURES_SHOWN = 10
+NO_CHECKSUM = "no checksum recorded"
+EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,11 @@ class Summary:
     byte_phase_s: float = 0.0
     flush_s: float = 0.0
     outputs: tuple[str, ...] = field(default=())
-    checksum_locks: frozenset[str] = frozenset()
     dry_run: bool = False
+    unvalidated: tuple[tuple[str, str], ...] = ()
+    """Locks that were to be validated but could not be (none written yet), with the reason."""
+    notes: tuple[str, ...] = ()
+    """What a reader must know that no outcome row says (assets whose Item is missing)."""
     began: float | None = None
     """`time.monotonic()` when the run's own work began, so the process that started it can
     tell its own start-up (Prefect's) from the run."""
@@ -70,14 +76,20 @@ class Summary:
             lines.append(f"  derive  {store:<12} {_cells(row)}")
         for store, row in self.counts(Step.RELOCATE).items():
             lines.append(f"  relocate → {store:<8} {_cells(row)}")
+        lines.extend(
+            f"  not selected: {count} ({reason}), e.g. {examples}"
+            for reason, count, examples in self.not_selected()
+        )
         if self.copied_bytes:
             lines.append(
                 f"  bytes moved: {format_size(self.copied_bytes)} in {self.byte_phase_s:.2f} s "
                 f"({format_size(self.throughput)}/s), flushed to disk in {self.flush_s:.2f} s"
             )
         for store, row in self.counts(Step.VALIDATE).items():
-            how = " (with checksums)" if store in self.checksum_locks else ""
-            lines.append(f"  validate {store:<11} {_cells(row)}{how}")
+            lines.append(f"  validate {store:<11} {_cells(row)}{self._proof_text(store)}")
+        for store, reason in self.unvalidated:
+            lines.append(f"  validate {store:<11} not validated: {reason}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         lines.extend(
             f"  ✗ {o.step} {o.store} {o.item_id}/{o.asset_key}: {o.outcome}: {o.message}"
             for o in self.failures[:FAILURES_SHOWN]
@@ -88,7 +100,7 @@ class Summary:
             )
         lines.extend(f"  wrote {path}" for path in self.outputs)
         lines.append(finished or f"  finished in {self.elapsed_s:.1f} s")
-        return "\n".join(lines)
+        return scrub("\n".join(lines))
 
     def text_for_command(self, command_began: float) -> str:
         """What a command prints: the whole command timed, Prefect's start-up shown apart (both
@@ -131,8 +143,24 @@ class Summary:
                 parts.append(
                     f"| {store} | {row.get(Result.VALID, (0, 0))[0]} | "
                     f"{row.get(Result.INVALID, (0, 0))[0]} | "
-                    f"{'yes' if store in self.checksum_locks else 'no'} |"
+                    f"{self._proof_cell(store)} |"
                 )
+            parts.append("")
+        left_alone = self.not_selected()
+        if left_alone:
+            parts.append("## Not selected")
+            parts += [
+                f"- {count} locked assets: {reason} (e.g. {examples})"
+                for reason, count, examples in left_alone
+            ]
+            parts.append("")
+        if self.notes:
+            parts.append("## Notes")
+            parts += [f"- {note}" for note in self.notes]
+            parts.append("")
+        if self.unvalidated:
+            parts.append("## Not validated")
+            parts += [f"- **{store}**: {reason}" for store, reason in self.unvalidated]
             parts.append("")
         if self.failures:
             parts.append("## First failures")
@@ -145,9 +173,46 @@ class Summary:
         if self.outputs:
             parts.append("## Outputs")
             parts += [f"- [{path}]({_uri(path)})" for path in self.outputs]
-        return "\n".join(parts)
+        return scrub("\n".join(parts))
+
+    def _proof(self, store: str) -> tuple[int, int, int]:
+        """(rows, rows whose bytes were hashed, rows that had no checksum to hash against)."""
+        checked = [o.checked for o in self.outcomes if o.step == Step.VALIDATE and o.store == store]
+        hashed = sum(1 for c in checked if (c or "").startswith("sha256"))
+        return len(checked), hashed, sum(1 for c in checked if c == NO_CHECKSUM)
+
+    def _proof_text(self, store: str) -> str:
+        """ " (with checksums)" only when every row's bytes were hashed; else what was."""
+        rows, hashed, unproven = self._proof(store)
+        if rows and hashed == rows:
+            return " (with checksums)"
+        if unproven and not hashed:
+            return " (no checksum recorded: facts only)"
+        if unproven:
+            return f" (checksums: {hashed} hashed, {unproven} with no checksum recorded)"
+        return ""
+
+    def _proof_cell(self, store: str) -> str:
+        rows, hashed, _ = self._proof(store)
+        if rows and hashed == rows:
+            return "yes"
+        return f"{hashed} of {rows}" if hashed else "no"
+
+    def not_selected(self) -> list[tuple[str, int, str]]:
+        """(reason, assets, examples) of the locked assets the run left alone."""
+        by_reason: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+        for o in self.outcomes:
+            if o.outcome == Result.NOT_SELECTED:
+                by_reason[o.message or ""][(o.item_id, o.asset_key)] = None
+        return [
+            (reason, len(assets), ", ".join(f"{i}/{a}" for i, a in list(assets)[:EXAMPLES]))
+            for reason, assets in by_reason.items()
+        ]
 
     def _verdict(self) -> str:
+        if self.ok and self.unvalidated:
+            names = ", ".join(store for store, _ in self.unvalidated)
+            return f"OK for what exists ({names} not validated)"
         if self.ok:
             return "OK"
         count = self.failed_assets
@@ -183,6 +248,7 @@ def outcome_rows(outcomes: Sequence[Outcome], limit: int = 500) -> list[dict[str
             "bytes": o.bytes,
             "attempts": o.attempts,
             "error": f"{o.error_class}: {o.message}" if o.error_class else "",
+            **({"checked": o.checked} if o.step == Step.VALIDATE else {}),
         }
         for o in ordered[:limit]
     ]

@@ -6,19 +6,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Move
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import Facts, StoreRef, open_store
+from stacflow.tasks.stores import Facts, StoreRef, capabilities, open_store
 from stacflow.tasks.verified import verified_copy
 
 if TYPE_CHECKING:
-    from stacflow.tasks.object_store import ObjectStore
+    from stacflow.tasks.stores.object_store import ObjectStore
 
 PLANNED = "to-copy"
 
@@ -49,11 +45,6 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
     return [row for rows in per_move for row in rows]
 
 
-@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
-def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
-    return survey(moves.value, workers)
-
-
 LIST_PER_KEY = 10
 """A listing stops once it has seen this many objects per key to look for (plus one page): a
 LIST page is sequential where HEADs run `max_workers` at once, so past that, HEADs are faster."""
@@ -68,7 +59,8 @@ def with_listings(moves: Sequence[Move]) -> list[Move]:
     end: the run HEADs its keys instead. Only this run's keys are kept from a listing.
     """
     listed: dict[StoreRef, dict[str, Facts]] = {}
-    for store in {leg.store for move in moves for leg in move.legs if leg.store.kind == "s3"}:
+    targets = {leg.store for move in moves for leg in move.legs}
+    for store in [target for target in targets if capabilities(target).listing]:
         keys = {leg.path for move in moves for leg in move.legs if leg.store == store}
         try:
             found = _bounded_listing(open_store(store), keys)
@@ -102,8 +94,3 @@ def _bounded_listing(store: ObjectStore, keys: set[str]) -> dict[str, Facts] | N
         if path in keys:
             found[path] = facts
     return found
-
-
-@task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
-def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
-    return Opaque(with_listings(moves.value))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.stores import Facts, Writer, open_store
+from stacflow.tasks.stores import Facts, Writer, capabilities, open_store
 from stacflow.tasks.validate import mismatches
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def copy_once(
                 source_facts.size,
                 source_facts.etag,
                 source_facts.last_modified,
-                durable=writer.leg.store.kind != "file",  # until the run flushes the folder
+                durable=capabilities(writer.leg.store).durable_writes,  # a folder: once flushed
             )
     return records, drift
 

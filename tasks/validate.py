@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -26,11 +24,10 @@ from tenacity import (
 
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
-from stacflow.tasks.errors import AssetError, ErrorClass, redact
+from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import FACT_NAMES, Facts, Store, open_store
 
@@ -38,10 +35,15 @@ CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
 HTTP_TYPES = frozenset({"http", "https"})
 
 
+FACTS_ONLY = "facts"
+NO_CHECKSUM = "no checksum recorded"
+
+
 @dataclass(frozen=True, slots=True)
 class Validated:
     line: dict[str, Any]
     outcome: Outcome
+    row: LockRow
 
 
 def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES) -> list[str]:
@@ -83,11 +85,20 @@ def missing_fields(row: LockRow) -> list[str]:
     return missing
 
 
-def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[str]:
-    """The row's errors; empty means valid."""
+def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[list[str], str]:
+    """The row's errors (empty means valid), and what was proven: never "with checksums" for a
+    row whose bytes were not hashed."""
     missing = missing_fields(check.row)
     if missing:
-        return [f"missing fields: {', '.join(missing)}"]
+        return [f"missing fields: {', '.join(missing)}"], FACTS_ONLY
+    expected = check.checksum or check.row.file_checksum
+    checked = FACTS_ONLY
+    if checksums:
+        checked = NO_CHECKSUM
+        if is_sha256_multihash(expected):
+            checked = (
+                "sha256" if check.checksum_from == "lock" else f"sha256 ({check.checksum_from})"
+            )
     store = open_store(check.store)
     try:
         for attempt in Retrying(
@@ -101,20 +112,18 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> list[st
             with attempt:
                 facts = _head_watched(store, check)
                 errors = mismatches(check.row, facts, check.store.compare)
-                if checksums and not errors and is_sha256_multihash(check.row.file_checksum):
-                    digest = hashlib.sha256()
-                    with store.open(check.path) as reader:
-                        for chunk in reader.chunks():
-                            digest.update(chunk)
-                    actual = sha256_multihash(digest.digest())
-                    if actual != check.row.file_checksum:
-                        errors.append(
-                            f"checksum mismatch: expected {check.row.file_checksum}, "
-                            f"actual {actual}"
-                        )
+                if errors or not checked.startswith("sha256"):
+                    return errors, FACTS_ONLY if errors else checked
+                digest = hashlib.sha256()
+                with store.open(check.path) as reader:
+                    for chunk in reader.chunks():
+                        digest.update(chunk)
+                actual = sha256_multihash(digest.digest())
+                if actual != expected:
+                    errors.append(f"checksum mismatch: expected {expected}, actual {actual}")
     except AssetError as error:
-        return [error.message]
-    return errors
+        return [error.message], FACTS_ONLY
+    return errors, checked
 
 
 def _head_watched(store: Store, check: Check) -> Facts:
@@ -131,19 +140,22 @@ def _head_watched(store: Store, check: Check) -> Facts:
     return facts
 
 
-def validation_line(row: LockRow, errors: list[str]) -> dict[str, Any]:
-    """One JSON-lines object in stacpkg's shape (keys sorted by the writer)."""
+def validation_line(row: LockRow, errors: list[str], checked: str | None = None) -> dict[str, Any]:
+    """One JSON-lines object in stacpkg's shape (keys sorted by the writer); where checksums
+    were asked for, one more key, `checked`: what was proven about the bytes."""
     line: dict[str, Any] = {
         "asset_key": row.asset_key,
         "errors": errors,
         "item_id": row.item_id,
         "key": row.key,
-        "store_container": redact(row.store_container) if row.store_container else None,
+        "store_container": strip_url_secrets(row.store_container) if row.store_container else None,
         "store_type": row.store_type,
         "valid": not errors,
     }
     if row.store_endpoint_url:
         line["store_endpoint_url"] = row.store_endpoint_url
+    if checked is not None:
+        line["checked"] = checked
     return line
 
 
@@ -152,21 +164,22 @@ def validate_checks(
 ) -> list[Validated]:
     def run(check: Check) -> Validated:
         started = time.monotonic()
-        errors = validate_row(check, checksums=checksums)
-        verified = checksums and is_sha256_multihash(check.row.file_checksum)
+        errors, checked = validate_row(check, checksums=checksums)
         outcome = Outcome(
             item_id=check.row.item_id,
             asset_key=check.row.asset_key,
             store=lock_name,
             step=Step.VALIDATE,
             outcome=Result.INVALID if errors else Result.VALID,
-            bytes=(check.row.size_bytes or 0) if verified else 0,
+            bytes=(check.row.size_bytes or 0) if checked.startswith("sha256") else 0,
             attempts=1,
             duration_s=round(time.monotonic() - started, 6),
             error_class=_error_class(errors) if errors else None,
             message="; ".join(errors) if errors else None,
+            checked=checked,
         )
-        return Validated(validation_line(check.row, errors), outcome)
+        line = validation_line(check.row, errors, checked if checksums else None)
+        return Validated(line, outcome, check.row)
 
     return fan_out(shared_threads("stacflow-validate", workers), workers, run, checks)
 
@@ -175,25 +188,3 @@ def _error_class(errors: list[str]) -> str:
     if any("mismatch" in e for e in errors):
         return ErrorClass.DRIFT
     return ErrorClass.PERMANENT
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="validate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "validate"],
-)
-def validate_batch_task(
-    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
-) -> list[Validated]:
-    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
-    invalid = sum(1 for r in results if r.outcome.failed)
-    get_run_logger().info(
-        "%s: %d rows validated%s, %d invalid",
-        lock_name,
-        len(results),
-        " with checksums" if checksums else "",
-        invalid,
-    )
-    return results

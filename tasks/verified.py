@@ -13,16 +13,22 @@ from dataclasses import replace
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.stores import Store, open_store
+from stacflow.tasks.stores import Store, capabilities, open_store
+
+FACTS = "facts"
+CHECKSUMS = "checksums"
+VERIFY_MODES = (FACTS, CHECKSUMS)
+"""How far a run trusts a copy it finds: its recorded facts, or only its bytes hashed again."""
 
 
-def verified_copy(move: Move, leg: Leg) -> Record | None:
+def verified_copy(move: Move, leg: Leg, verify: str = FACTS) -> Record | None:
     """The target's copy, if it provably holds the locked bytes; None when it must be copied.
 
     Proof without reading the source: the journal's record of a verified copy from this same lock
-    row, with the target's facts unchanged since (and, if its run was killed before flushing it
-    to disk, its bytes hashed again); or, where a checksum is known, the target's own bytes hashed
-    to it.
+    row, with the target's facts unchanged since; or, where a checksum is known, the target's own
+    bytes hashed to it. Facts alone are not enough when the copy's run was killed before flushing
+    it to disk, when a validation found that very copy wrong (`refuted`), or with `verify:
+    checksums`: then its bytes are hashed again.
     """
     target = open_store(leg.store)
     if leg.was_listed:
@@ -37,20 +43,23 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
                 return None
             raise
     previous = leg.previous
+    hashed: set[str] = set()
     if (
         previous is not None
         and previous.row.key == leg.row.key
         and (previous.row.size_bytes, previous.row.etag, previous.row.last_modified)
         == (facts.size, facts.etag, facts.last_modified)
         and _same_source(previous, move)
-        and (previous.durable or _hashes_to(target, leg.path, previous.row.file_checksum))
     ):
-        return previous
+        if previous.durable and not previous.refuted and verify == FACTS:
+            return previous
+        if _hashes_to(target, leg.path, previous.row.file_checksum, hashed):
+            return replace(previous, refuted=False)
     expected = move.expected_checksum
     if (
         is_sha256_multihash(expected)
         and facts.size == move.expected_size
-        and _hashes_to(target, leg.path, expected)
+        and _hashes_to(target, leg.path, expected, hashed)
     ):
         row = replace(
             leg.row,
@@ -64,14 +73,22 @@ def verified_copy(move: Move, leg: Leg) -> Record | None:
             move.source.size_bytes,
             move.source.etag,
             move.source.last_modified,
-            durable=leg.store.kind != "file",
+            durable=_durable(leg),
         )
     return None
 
 
-def _hashes_to(store: Store, path: str, checksum: str | None) -> bool:
-    if not is_sha256_multihash(checksum):
+def _durable(leg: Leg) -> bool:
+    """A copy in a folder is durable once its run flushes it; elsewhere, once written."""
+    return capabilities(leg.store).durable_writes
+
+
+def _hashes_to(store: Store, path: str, checksum: str | None, tried: set[str]) -> bool:
+    """Whether the object's bytes hash to `checksum`; `tried` keeps a second read from
+    hashing the same object against the same checksum again."""
+    if not is_sha256_multihash(checksum) or checksum in tried:
         return False
+    tried.add(checksum)
     digest = hashlib.sha256()
     with store.open(path) as reader:
         for chunk in reader.chunks():

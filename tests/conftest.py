@@ -161,3 +161,11 @@ def fresh_store_clients() -> None:
 
     _open_cached.cache_clear()
     BREAKERS.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_environment_values() -> None:
+    """Values an earlier test's spec took from the environment are hidden in its messages only."""
+    from stacflow.tasks.errors import forget_environment_values  # noqa: PLC0415
+
+    forget_environment_values()

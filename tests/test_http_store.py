@@ -16,12 +16,12 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from stacflow.tasks import http_store
 from stacflow.tasks.access import Access
 from stacflow.tasks.buffers import MAX_READ
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.http_store import HttpStore
 from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores import http as http_store
+from stacflow.tasks.stores.http import HttpStore
 
 KEY = "upload/0/scene.tif"
 DATA = os.urandom(300_000)  # several chunks and socket buffers, so cuts land mid-body

@@ -18,12 +18,12 @@ from stacflow.flows.compile import checked_path, compile_plan, safe_segment, tar
 from stacflow.flows.inputs import Inputs
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import AssetError
-from stacflow.tasks.file_store import FileStore
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores.file import FolderStore
 
 ROOT = Path("/srv/target")
-STORE = FileStore(StoreRef("file", None, str(ROOT)))
+STORE = FolderStore(StoreRef("file", None, str(ROOT)))
 HOSTILE = [
     "../../etc",
     "..",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from stacflow.tasks.locks import read_lock
+from stacflow.tasks.owners import OWNER_FILE
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
 
 LARGE = 48 * 1024 * 1024
@@ -48,7 +50,12 @@ def _stacflow(spec: Path) -> subprocess.Popen:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """The copies under a target root (its owner record names each run's own outputs)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != OWNER_FILE
+    }
 
 
 def _lock_rows(out: Path, root: Path) -> list[tuple]:
@@ -105,6 +112,9 @@ def test_sigkill_mid_copy_then_rerun_matches_an_uninterrupted_run(
     assert uninterrupted.returncode == 0, output
 
     assert _tree(killed / "assets") == _tree(clean / "assets")
+    assert json.loads((killed / "assets" / OWNER_FILE).read_text())["outputs"] == str(
+        killed / "out"
+    )
     assert sorted(_tree(killed / "assets")) == [
         "scene-1/thumbnail.png",
         "scene-1/visual.tif",

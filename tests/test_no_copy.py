@@ -78,7 +78,8 @@ def test_origin_refusing_connections(tmp_path, closed_port, prefect_harness, cap
         outcome == "failed" and "connection refused" in message
         for outcome, message in report.values()
     )
-    assert not (tmp_path / "assets").exists()
+    # The root holds this spec's owner record and nothing else: no copy, no temp file.
+    assert [p.name for p in (tmp_path / "assets").rglob("*")] == [".stacflow-owner"]
 
 
 def test_mistyped_mirror_folder(tmp_path, prefect_harness, capsys):

@@ -23,15 +23,15 @@ from stacflow.tasks.access import Access
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.checksum import sha256_multihash
 from stacflow.tasks.errors import ErrorClass
-from stacflow.tasks.file_store import stat_facts
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow, read_lock
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.object_store import MIN_PART_SIZE
 from stacflow.tasks.relocate import NOT_ATTEMPTED, CopyPolicy, relocate_batch, relocate_one
 from stacflow.tasks.report import Result
 from stacflow.tasks.state import append_records, read_records
 from stacflow.tasks.stores import StoreRef, iso
+from stacflow.tasks.stores.file import stat_facts
+from stacflow.tasks.stores.object_store import MIN_PART_SIZE
 from stacflow.tasks.survey import PLANNED, survey
 from tests.servers import s3
 

@@ -9,8 +9,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from stacflow.tasks.access import Access, ResolvedKeys
-from stacflow.tasks.s3_uploads import abort_stale_uploads, sigv4_headers
 from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores.s3_uploads import abort_stale_uploads, sigv4_headers
 from tests.servers.s3 import KEY_ID, REGION, SECRET, list_multipart_uploads
 from tests.servers.s3 import client as s3_client
 

@@ -13,13 +13,13 @@ from stacflow.flows.inputs import load_spec
 from stacflow.flows.spec import (
     DEFAULT_BATCH_ASSETS,
     DEFAULT_MAX_WORKERS,
-    FileStore,
-    S3Store,
     Spec,
     Validate,
 )
 from stacflow.tasks.access import Access, EnvRef, resolve_credentials
 from stacflow.tasks.errors import InputError, SpecError
+from stacflow.tasks.stores.file import FileStore
+from stacflow.tasks.stores.s3 import S3Store
 
 OAM = Path(__file__).resolve().parent / "data" / "oam-austria"
 PACKAGE = OAM / "openaerialmap-austria.pkg"

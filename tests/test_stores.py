@@ -16,9 +16,10 @@ import pytest
 from stacflow.tasks.access import Access
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.file_store import FileStore, stat_facts
-from stacflow.tasks.object_store import MIN_PART_SIZE, ObjectStore
 from stacflow.tasks.stores import StoreRef, open_store
+from stacflow.tasks.stores.file import FolderStore, stat_facts
+from stacflow.tasks.stores.object_store import MIN_PART_SIZE
+from stacflow.tasks.stores.s3 import S3Bucket
 from tests.servers import s3
 
 CHUNK = 64 * 1024
@@ -28,13 +29,13 @@ class Boom(Exception):
     pass
 
 
-def _file_store(root: Path) -> FileStore:
-    return FileStore(StoreRef("file", None, str(root), Access(), CHUNK))
+def _file_store(root: Path) -> FolderStore:
+    return FolderStore(StoreRef("file", None, str(root), Access(), CHUNK))
 
 
-def _object_store(endpoint: str, bucket: str, prefix: str = "") -> ObjectStore:
+def _object_store(endpoint: str, bucket: str, prefix: str = "") -> S3Bucket:
     access = Access(endpoint=endpoint, allow_http=True, region=s3.REGION)
-    return ObjectStore(StoreRef("s3", bucket, prefix, access, CHUNK))
+    return S3Bucket(StoreRef("s3", bucket, prefix, access, CHUNK))
 
 
 def _names(root: Path) -> list[str]:
@@ -59,7 +60,7 @@ def _written_in_reused_buffer(writer, data: bytes, size: int) -> None:
         writer.write(buffer[: len(piece)])
 
 
-# --- FileStore -----------------------------------------------------------------------------
+# --- FolderStore ---------------------------------------------------------------------------
 
 
 def test_file_writer_commits_whole_and_reports_stat_facts(tmp_path):
@@ -140,7 +141,7 @@ def test_sweep_removes_the_staging_of_a_killed_write(tmp_path, name):
 
 
 def test_sweep_of_many_paths_lists_each_folder_once(tmp_path, monkeypatch):
-    from stacflow.tasks import file_store  # noqa: PLC0415
+    from stacflow.tasks.stores import file as file_store  # noqa: PLC0415
 
     names = [f"a{i}.tif" for i in range(50)]
     for folder in ("flat", "other"):
@@ -196,7 +197,7 @@ def test_file_head_and_open_of_a_missing_object_are_permanent(tmp_path):
         assert str(tmp_path / "item" / "missing.tif") in caught.value.message
 
 
-# --- ObjectStore on moto -------------------------------------------------------------------
+# --- S3Bucket on moto ----------------------------------------------------------------------
 
 
 def test_object_store_round_trip_with_the_s3_etag(moto_endpoint, s3_bucket):

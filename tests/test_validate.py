@@ -18,11 +18,11 @@ from stacflow.tasks.access import Access, Credentials, EnvRef
 from stacflow.tasks.checksum import sha256_multihash
 from stacflow.tasks.derive import derive_facts
 from stacflow.tasks.errors import ErrorClass, InputError
-from stacflow.tasks.file_store import stat_facts
 from stacflow.tasks.locks import LockRow, read_lock
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Result, Step
 from stacflow.tasks.stores import Facts, StoreRef, _open_cached
+from stacflow.tasks.stores.file import stat_facts
 from stacflow.tasks.validate import mismatches, missing_fields, validate_checks, validation_line
 from tests.servers import s3
 
@@ -352,7 +352,7 @@ def test_derive_of_a_missing_object_is_a_failed_outcome(oam_origin, oam_data):
 
 
 def test_a_file_etag_is_stacpkgs_unquoted_inode_mtime_size(tmp_path):
-    from stacflow.tasks.file_store import stat_facts  # noqa: PLC0415
+    from stacflow.tasks.stores.file import stat_facts  # noqa: PLC0415
 
     path = tmp_path / "a.bin"
     path.write_bytes(b"x" * 1000)

@@ -1,4 +1,6 @@
-"""Local (or mounted) folders: written to a temp name and renamed, described as obstore does.
+"""Local (or mounted) folders: `{type: file, root}` targets and `file://` rows (or plain paths).
+
+Written to a temp name and renamed, described as obstore does.
 
 No reader ever sees a partial file (the rename is atomic). Durability is the run's business, not
 each file's: one `syncfs` per target folder at the end of the byte phase flushes every copy at
@@ -19,11 +21,24 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from stacflow.tasks.access import Access, SpecPath
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass
-from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.base import (
+    DEFAULT_CHUNK_SIZE,
+    Backend,
+    Capabilities,
+    Chunk,
+    ETag,
+    Facts,
+    StoreRef,
+    iso,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,7 +52,9 @@ def _load_syncfs() -> ctypes._CFuncPtr | None:
 
 
 _syncfs = _load_syncfs()
-MAX_STAGED_NAME = 255 - 1 - len(TEMP_MARKER) - 32  # `.` + name + marker + uuid hex fit NAME_MAX
+OWNER_CHARS = 12
+# `.` + name + marker + owner + `.` + uuid hex fit NAME_MAX
+MAX_STAGED_NAME = 255 - 1 - len(TEMP_MARKER) - OWNER_CHARS - 1 - 32
 
 
 def stat_facts(stat: os.stat_result) -> Facts:
@@ -49,7 +66,21 @@ def stat_facts(stat: os.stat_result) -> Facts:
     )
 
 
-class FileStore:
+class FileStore(BaseModel):
+    """A local (or mounted) folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    type: Literal["file"] = Field(description="A local or mounted folder.")
+    root: SpecPath = Field(
+        description="Folder that receives the assets; relative to the spec file. It cannot be "
+        "the outputs folder, contain it, or overlap an input or another target's root."
+    )
+
+    def ref(self, base: Path, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoreRef:
+        return StoreRef("file", None, str((base / self.root).resolve()), Access(), chunk_size)
+
+
+class FolderStore:
     """Paths are relative to `root`; none may climb out of it."""
 
     def __init__(self, ref: StoreRef) -> None:
@@ -81,7 +112,9 @@ class FileStore:
     @contextmanager
     def writer(self, path: str) -> Iterator[_FileWriter]:
         final = self._full(path)
-        temp = final.with_name(f"{_staging_stem(final.name)}{TEMP_MARKER}{uuid.uuid4().hex}")
+        temp = final.with_name(
+            f"{_staging_stem(final.name)}{TEMP_MARKER}{_owned(self.ref.owner)}{uuid.uuid4().hex}"
+        )
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -109,7 +142,8 @@ class FileStore:
             except AssetError:
                 continue  # an unsafe path: its write reports it
             wanted.setdefault(final.parent, set()).add(final.name)
-        return sum(_sweep_folder(folder, names) for folder, names in wanted.items())
+        owner = self.ref.owner
+        return sum(_sweep_folder(folder, names, owner) for folder, names in wanted.items())
 
     def flush(self) -> None:
         """Make every copy written under the root durable: one syncfs for the whole folder."""
@@ -152,11 +186,11 @@ class _FileWriter:
             view = view[self._handle.write(view) :]
 
 
-def _sweep_folder(folder: Path, names: set[str]) -> int:
+def _sweep_folder(folder: Path, names: set[str], owner: str) -> int:
     stems = {_staging_stem(name) for name in names}
     try:
         with os.scandir(folder) as entries:
-            debris = [entry.name for entry in entries if _is_debris(entry.name, names, stems)]
+            debris = [e.name for e in entries if _is_debris(e.name, names, stems, owner)]
     except FileNotFoundError:
         return 0
     for name in debris:
@@ -164,14 +198,20 @@ def _sweep_folder(folder: Path, names: set[str]) -> int:
     return len(debris)
 
 
-def _is_debris(entry: str, names: set[str], stems: set[str]) -> bool:
-    """A staged temp of one of `names` (stem, marker, hex) or a numbered one (`name#3`, as
-    obstore's LocalStore and stacpkg stage)."""
-    stem, marker, _ = entry.rpartition(TEMP_MARKER)
+def _is_debris(entry: str, names: set[str], stems: set[str], owner: str) -> bool:
+    """A temp of one of `names` that `owner` staged (stem, marker, owner, hex; or, from before
+    temps named their owner, stem, marker, hex), or a numbered one (`name#3`, as obstore's
+    LocalStore and stacpkg stage). Another owner's temp may be a write in flight: it stays."""
+    stem, marker, rest = entry.rpartition(TEMP_MARKER)
     if marker and stem in stems:
-        return True
+        staged_by, dot, _ = rest.rpartition(".")
+        return staged_by == owner if dot else True
     base, hash_sign, number = entry.rpartition("#")
     return bool(hash_sign) and base in names and number.isdigit()
+
+
+def _owned(owner: str) -> str:
+    return f"{owner[:OWNER_CHARS]}." if owner else ""
 
 
 def _staging_stem(name: str) -> str:
@@ -187,3 +227,20 @@ def _staging_stem(name: str) -> str:
 def _os_error(exc: OSError, where: str) -> AssetError:
     kind = ErrorClass.PERMANENT
     return AssetError(kind, f"{exc.strerror or exc.__class__.__name__}: {where}")
+
+
+BACKEND = Backend(
+    name="file",
+    store_types=("file",),
+    capabilities=Capabilities(
+        writable=True,
+        file_system=True,
+        durable_writes=False,
+        leftovers="temp files",
+        etag=ETag.STAT,
+        buffers_per_asset=2,
+        max_name_bytes=255,
+    ),
+    build=FolderStore,
+    settings=FileStore,
+)

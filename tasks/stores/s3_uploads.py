@@ -22,7 +22,7 @@ from xml.etree import ElementTree as ET
 
 from stacflow.tasks.access import ResolvedKeys, resolve_credentials
 from stacflow.tasks.errors import redact
-from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores.base import StoreRef
 
 log = logging.getLogger("stacflow")
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

@@ -1,17 +1,21 @@
-"""S3 (and GCS, Azure) through obstore, with its errors classified once, here.
+"""Buckets and containers through obstore (S3, GCS, Azure), with its errors classified once, here.
 
 obstore raises the builtin FileNotFoundError for 404s and a plain GenericError for nearly every
 transient failure, told apart only by its message; `_classify` is the only place that reads them.
+Each backend module (`s3.py`, `gcs.py`, `azure.py`) builds its client with the options below and
+declares its own settings; what they share (the byte path, the classification, the settings'
+checks) lives here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import obstore
@@ -22,16 +26,19 @@ from obstore.exceptions import (
     PreconditionError,
     UnauthenticatedError,
 )
-from obstore.store import AzureStore, GCSStore, S3Store
+from pydantic import AfterValidator
 
-from stacflow.tasks.access import resolve_credentials
+from stacflow.tasks.access import Access
 from stacflow.tasks.buffers import MAX_READ
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
-from stacflow.tasks.s3_uploads import abort_stale_uploads
-from stacflow.tasks.stores import Chunk, Facts, StoreRef, iso
+from stacflow.tasks.stores.base import Chunk, Facts, StoreRef, iso
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 PART_CONCURRENCY = 2
+BUFFERS_PER_ASSET = 5
+"""Chunk-sized buffers of one asset copied into a bucket: the read buffer and the multipart
+writer's parts (at least `MIN_PART_SIZE`, `PART_CONCURRENCY` in flight)."""
+MAX_KEY_BYTES = 1024
 _TRANSIENT = re.compile(
     r"non-2xx status code: (5\d\d|429)|error sending request|request or response body error|"
     r"timed out|connection (reset|closed)|operation timed out",
@@ -41,14 +48,18 @@ _STATUS = re.compile(r"status(?: code)?:? (\d{3})")
 
 
 class ObjectStore:
-    def __init__(self, ref: StoreRef) -> None:
+    """One bucket or container under a key prefix; a backend's subclass builds `client`."""
+
+    scheme = ""
+    """The scheme of its hrefs (`s3`, `gs`, `az`)."""
+
+    def __init__(self, ref: StoreRef, client: Any) -> None:
         self.ref = ref
-        self.store = _build(ref)
+        self.store = client
 
     def describe(self, path: str) -> str:
-        scheme = {"s3": "s3", "gs": "gs", "az": "az"}[self.ref.kind]
         key = "/".join(p for p in (self.ref.root.strip("/"), path) if p)
-        return redact(f"{scheme}://{self.ref.container}/{key}")
+        return redact(f"{self.scheme}://{self.ref.container}/{key}")
 
     def head(self, path: str) -> Facts:
         try:
@@ -89,23 +100,25 @@ class ObjectStore:
         except Exception as exc:  # noqa: BLE001
             raise self._write_error(exc, where) from None
 
-    def sweep(self, paths: Iterable[str]) -> int:
-        """Abort the multipart uploads a killed run left open on `paths`, begun before now (S3:
-        other object stores show none to a client)."""
-        if self.ref.kind != "s3":
-            return 0
-        return abort_stale_uploads(self.ref, paths, datetime.now(UTC))
+    def sweep(self, paths: Iterable[str]) -> int:  # noqa: ARG002 - S3 overrides it
+        """Nothing a client can see: only S3 lists the multipart uploads a killed run left."""
+        return 0
 
     def flush(self) -> None:
         """An object is durable once its PUT (or multipart completion) is answered."""
+
+    def endpoint_url(self) -> str | None:
+        """The service's URL, where the spec names it (a backend knows its default)."""
+        return self.ref.access.endpoint
 
     def _write_error(self, exc: BaseException, where: str) -> AssetError:
         """obstore's writer drops the cause of "error sending request": a store that does not
         answer at all is told from one that cut a request off by opening a connection to it."""
         error = _classify(exc, where)
         if error.reach == Reach.ASSET and "error sending request" in error.message:
-            cause = unreachable_endpoint(self.ref)
-            if cause is not None:
+            endpoint = self.endpoint_url()
+            cause = unreachable(endpoint, self.ref.access.connect_timeout.total_seconds())
+            if endpoint is not None and cause is not None:
                 return AssetError(ErrorClass.TRANSIENT, f"{cause}: {where}", reach=Reach.CONNECTION)
         return error
 
@@ -142,16 +155,13 @@ class _ObjectWriter:
             raise self._classify(exc, self._where) from None
 
 
-def unreachable_endpoint(ref: StoreRef) -> str | None:
-    """Why no TCP connection to the store's endpoint opens (None: it does, or the store is
-    not S3 and names no endpoint), within its connect timeout."""
-    if ref.kind != "s3" and not ref.access.endpoint:
+def unreachable(endpoint: str | None, timeout: float) -> str | None:
+    """Why no TCP connection to `endpoint` opens within `timeout` (None: it does, or there is
+    no endpoint to try)."""
+    if endpoint is None:
         return None
-    parts = urlsplit(
-        ref.access.endpoint or f"https://s3.{ref.access.region or 'us-east-1'}.amazonaws.com"
-    )
+    parts = urlsplit(endpoint)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    timeout = ref.access.connect_timeout.total_seconds()
     try:
         with socket.create_connection((parts.hostname or "", port), timeout=timeout):
             return None
@@ -171,49 +181,27 @@ def _facts(meta: dict[str, Any]) -> Facts:
     )
 
 
-def _build(ref: StoreRef) -> Any:
-    access = ref.access
-    client = {
+def client_options(access: Access) -> dict[str, Any]:
+    return {
         "allow_http": access.allow_http,
         "timeout": access.timeout,
         "connect_timeout": access.connect_timeout,
     }
-    retry = {
-        "max_retries": 2,
-        "backoff": {
-            "init_backoff": timedelta(milliseconds=100),
-            "max_backoff": timedelta(seconds=2),
-            "base": 2,
-        },
-        "retry_timeout": timedelta(seconds=60),
-    }
-    keys = resolve_credentials(access.credentials)
-    prefix = ref.root.strip("/") or None
-    if ref.kind == "s3":
-        config: dict[str, Any] = {"region": access.region or "us-east-1"}
-        if access.endpoint:
-            config["endpoint"] = access.endpoint
-            config["virtual_hosted_style_request"] = False
-        if access.anonymous:
-            config["skip_signature"] = True
-        if access.requester_pays:
-            config["request_payer"] = True
-        if keys:
-            config.update(
-                {
-                    k: v
-                    for k, v in keys.model_dump().items()
-                    if v is not None and k != "session_token"
-                }
-            )
-            if keys.session_token:
-                config["token"] = keys.session_token
-        return S3Store(
-            ref.container, prefix=prefix, client_options=client, retry_config=retry, **config
-        )
-    if ref.kind == "gs":
-        return GCSStore(ref.container, prefix=prefix, client_options=client, retry_config=retry)
-    return AzureStore(ref.container, prefix=prefix, client_options=client, retry_config=retry)
+
+
+RETRY_CONFIG = {
+    "max_retries": 2,
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=2),
+        "base": 2,
+    },
+    "retry_timeout": timedelta(seconds=60),
+}
+
+
+def key_prefix(ref: StoreRef) -> str | None:
+    return ref.root.strip("/") or None
 
 
 def _classify(exc: BaseException, where: str) -> AssetError:
@@ -266,3 +254,29 @@ def _connect_failure(text: str) -> str | None:
     if "timed out" in text.lower() or "TimedOut" in text:
         return "connect timed out"
     return "cannot connect"
+
+
+def clean_prefix(value: str) -> str:
+    parts = [part for part in value.split("/") if part]
+    if any(part in {".", ".."} for part in parts):
+        raise ValueError("a key prefix cannot contain '.' or '..' segments")
+    return "/".join(parts)
+
+
+KeyPrefix = Annotated[str, AfterValidator(clean_prefix)]
+"""A key prefix in a bucket: leading, trailing and repeated '/' dropped; no '.' or '..'."""
+
+
+def service_endpoint(value: str | None, a_store: str) -> str | None:
+    """A bucket's endpoint is a server's http(s):// URL (a folder is a mirror of http only)."""
+    if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+        raise ValueError(f"{a_store} endpoint is an http(s):// URL, got {value!r}")
+    return value
+
+
+def is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

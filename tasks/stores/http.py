@@ -21,7 +21,16 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
-from stacflow.tasks.stores import Facts, StoreRef, Writer, iso, status_error
+from stacflow.tasks.stores.base import (
+    Backend,
+    Capabilities,
+    Endpoint,
+    Facts,
+    StoreRef,
+    Writer,
+    iso,
+    status_error,
+)
 
 REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5
@@ -349,3 +358,11 @@ def _raise_network(exc: BaseException, where: str) -> NoReturn:
         raise AssetError(ErrorClass.PERMANENT, f"TLS certificate rejected by {where}: {exc}")
     kind = "timed out" if isinstance(exc, TimeoutError) else f"{exc.__class__.__name__}"
     raise AssetError(ErrorClass.TRANSIENT, f"connection error ({kind}) talking to {where}")
+
+
+BACKEND = Backend(
+    name="http",
+    store_types=("https", "http"),
+    capabilities=Capabilities(writable=False, endpoint=Endpoint.MIRROR),
+    build=HttpStore,
+)
