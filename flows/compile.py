@@ -13,9 +13,10 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.layouts import item_asset_key
 from stacflow.flows.selection import (
     NotSelected,
     SourceMap,
@@ -28,7 +29,7 @@ from stacflow.flows.selection import (
 from stacflow.flows.spec import Source, Spec
 from stacflow.tasks.errors import InputError, PlanConflict
 from stacflow.tasks.locations import Location
-from stacflow.tasks.locks import LockRow
+from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
@@ -236,10 +237,12 @@ def source_access(
     compare &= can.facts
     if can.endpoint is Endpoint.MIRROR and access.endpoint:
         if source.prefix and under(row.href, source.prefix):
-            path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
+            path = row.href[len(source.prefix.rstrip("/")) :].lstrip("/")
         else:
             path = row.key or ""
-        return mirror_store(access.endpoint, source, chunk_size, base), path
+        mirror = mirror_store(access.endpoint, source, chunk_size, base)
+        # A mirror origin gets the key as written; a folder holds the names an origin decodes.
+        return mirror, unquote(path) if capabilities(mirror).file_system else path
     if can.endpoint is Endpoint.SERVICE and not access.endpoint and row.store_endpoint_url:
         access = access.model_copy(update={"endpoint": row.store_endpoint_url})
     if can.file_system:
@@ -285,11 +288,11 @@ def plan_moves(
             )
             continue
         seen.add(key)
-        missing = [f for f in ("store_type", "key") if not getattr(row, f)]
+        missing = missing_fields(row)
         if missing:
             conflicts.append(
                 f"source {source_name}: {row.item_id}/{row.asset_key}: "
-                f"missing fields: {', '.join(missing)}"
+                f"missing fields: {','.join(missing)}"
             )
             continue
         legs = []
@@ -344,11 +347,11 @@ def plan_moves(
 
 def target_path(layout: str, row: LockRow, collection: str | None) -> str:
     """The key under the target root; raises ValueError when it could not stay under it."""
-    source_key = (row.key or "").lstrip("/")
+    source_key = (row.key or urlparse(row.href).path).lstrip("/")  # a signed URL's key is ""
     name = posixpath.basename(source_key)
     ext = safe_segment(posixpath.splitext(name)[1]) if posixpath.splitext(name)[1] else ""
     if layout == "item-asset":
-        path = f"{safe_segment(row.item_id)}/{safe_segment(row.asset_key)}{ext}"
+        path = item_asset_key(row)
     elif layout == "source-key":
         path = source_key
     else:
@@ -365,7 +368,7 @@ def target_path(layout: str, row: LockRow, collection: str | None) -> str:
 
 
 def safe_segment(value: str) -> str:
-    """stacpkg's rule (characters outside [A-Za-z0-9._=-] become _), plus: no all-dot segment."""
+    """A template field: characters outside [A-Za-z0-9._=-] become _, and no all-dot segment."""
     cleaned = SAFE_CHARS.sub("_", value)
     if not cleaned.strip("."):
         cleaned = cleaned.replace(".", "_") or "_"
@@ -476,7 +479,8 @@ def _target_location(store: StoreRef, path: str) -> Location:
     if written.capabilities.file_system:
         return Location(store_type, None, None, str(Path(store.root) / path))
     key = f"{store.root}/{path}" if store.root else path
-    return Location(store_type, store.container, store.access.endpoint, key)
+    endpoint = store.access.endpoint.strip().rstrip("/") if store.access.endpoint else None
+    return Location(store_type, store.container, endpoint, key)  # the endpoint as stacpkg writes it
 
 
 def _nesting_conflicts(

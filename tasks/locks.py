@@ -37,8 +37,12 @@ LOCK_SCHEMA = pa.schema(
     [*STACPKG_LOCK_FIELDS, pa.field("file_checksum", pa.string())], metadata=LOCK_METADATA
 )
 LOCK_COLUMNS = tuple(LOCK_SCHEMA.names)
-# stacpkg treats the three fact columns as optional; `file_checksum` is ours and optional too.
-REQUIRED_COLUMNS = LOCK_COLUMNS[:6]
+# stacpkg reads a lock without any of the other columns (their values are null); a lock without
+# a store type or a key locates nothing, so those two are required here too.
+REQUIRED_COLUMNS = ("item_id", "asset_key", "store_type", "key")
+OPTIONAL_COLUMNS = tuple(name for name in LOCK_COLUMNS if name not in REQUIRED_COLUMNS)
+_HTTP_TYPES = frozenset({"http", "https"})
+_CONTAINER_TYPES = frozenset({"s3", "gs", "az", *_HTTP_TYPES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,19 @@ class LockRow:
         )
 
 
+def missing_fields(row: LockRow) -> list[str]:
+    """The location fields a row lacks, in stacpkg's order and by its rules: an http(s) row's
+    key may be "" (stacpkg locks a signed URL as its whole href in `store_container`)."""
+    if not row.store_type:
+        return ["store_type"]
+    missing = []
+    if row.store_type in _CONTAINER_TYPES and not row.store_container:
+        missing.append("store_container")
+    if row.key is None or (row.key == "" and row.store_type not in _HTTP_TYPES):
+        missing.append("key")
+    return missing
+
+
 def read_lock(path: Path) -> list[LockRow]:
     """Read a lock written by stacpkg or by us; a user's bad file becomes one clear InputError."""
     return rows_from_table(read_parquet(path, "an asset lock parquet file"), source=str(path))
@@ -106,7 +123,7 @@ def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
         raise InputError(
             f"{source}: missing column{'s' if len(missing) > 1 else ''} {listed} "
             f"(an asset lock needs {', '.join(REQUIRED_COLUMNS)}; "
-            f"{', '.join(LOCK_COLUMNS[6:])} are optional)"
+            f"{', '.join(OPTIONAL_COLUMNS)} are optional)"
         )
     repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if set(repeated) & set(LOCK_COLUMNS):

@@ -27,15 +27,11 @@ from tenacity import (
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
-from stacflow.tasks.locks import LockRow
+from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import FACT_NAMES, Facts, open_store
-
-CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
-HTTP_TYPES = frozenset({"http", "https"})
-
 
 FACTS_ONLY = "facts"
 NO_CHECKSUM = "no checksum recorded"
@@ -75,24 +71,12 @@ def _unquoted(etag: str | None) -> str | None:
     return etag[1:-1] if etag and len(etag) > 1 and etag[0] == etag[-1] == '"' else etag
 
 
-def missing_fields(row: LockRow) -> list[str]:
-    """As `locations.to_href` reads a row: an http(s) row whose container is a whole href
-    (stacpkg's `https://host/p?query`) has the key "", which is not missing."""
-    whole_href = row.store_type in HTTP_TYPES and row.key == ""
-    missing = [] if row.store_type else ["store_type"]
-    if not row.key and not whole_href:
-        missing.append("key")
-    if row.store_type in CONTAINER_TYPES and not row.store_container:
-        missing.append("store_container")
-    return missing
-
-
 def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[list[str], str]:
     """The row's errors (empty means valid), and what was proven: never "with checksums" for a
     row whose bytes were not hashed."""
     missing = missing_fields(check.row)
     if missing:
-        return [f"missing fields: {', '.join(missing)}"], FACTS_ONLY
+        return [f"missing fields: {','.join(missing)}"], FACTS_ONLY
     expected = check.checksum or check.row.file_checksum
     checked = FACTS_ONLY
     if checksums:

@@ -9,6 +9,7 @@ each worker thread keeps its own keep-alive connection per host.
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 import threading
 import time
@@ -35,6 +36,7 @@ REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5
 MAX_RESUMES = 3
 PCHAR_SAFE = "/!$&'()*+,;=:@~"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 
@@ -104,7 +106,7 @@ class HttpStore:
         joined = "/".join(
             part for part in (self._fixed_target.strip("/"), self._root, path) if part
         )
-        return "/" + quote(joined, safe=PCHAR_SAFE)
+        return "/" + as_sent(joined)
 
     def _request(
         self, method: str, path: str, headers: dict[str, str]
@@ -166,6 +168,13 @@ class HttpStore:
             )
         if scheme not in {"http", "https"}:
             raise AssetError(ErrorClass.PERMANENT, f"redirect to unsupported scheme {scheme!r}")
+
+
+def as_sent(path: str) -> str:
+    """A key as the lock holds it, on the request line: its percent-encoding kept exactly as
+    written (stacpkg's keys are the href's path), only what a request line cannot carry
+    encoded (spaces, non-ASCII, a `%` that starts no escape, `?` and `#`)."""
+    return quote(_LONE_PERCENT.sub("%25", path), safe=PCHAR_SAFE + "%")
 
 
 class _Connection(http.client.HTTPConnection):

@@ -143,11 +143,22 @@ def awkward(work: Path) -> None:
     plans = {
         "file.item-asset": ["--store-type", "file", "--key", f"{LOCAL_ROOT}/"],
         "file.source-key": [
-            "--store-type", "file", "--key", f"{LOCAL_ROOT}/", "--layout", "source-key",
+            "--store-type",
+            "file",
+            "--key",
+            f"{LOCAL_ROOT}/",
+            "--layout",
+            "source-key",
         ],
         "s3.item-asset": [
-            "--store-type", "s3", "--store-container", BUCKET,
-            "--store-endpoint-url", S3_ENDPOINT, "--key", "copies/",
+            "--store-type",
+            "s3",
+            "--store-container",
+            BUCKET,
+            "--store-endpoint-url",
+            S3_ENDPOINT,
+            "--key",
+            "copies/",
         ],
     }
     for name, options in plans.items():
@@ -183,15 +194,23 @@ def tutorial(work: Path) -> None:
         s3_lock,
         OAM_PREFIX,
         [
-            "--store-type", "s3", "--store-container", "oin-hotosm-temp",
-            "--store-endpoint-url", "https://s3.amazonaws.com", "--layout", "source-key",
+            "--store-type",
+            "s3",
+            "--store-container",
+            "oin-hotosm-temp",
+            "--store-endpoint-url",
+            "https://s3.amazonaws.com",
+            "--layout",
+            "source-key",
         ],
     )
     enriched = out / "openaerialmap-austria.enriched.items.parquet"
     _pipe(
-        [["items", "from-parquet", package / "items.parquet"],
-         ["items", "enrich", "--asset-lock", _stream(work, s3_lock), "--alternate-key", "s3"],
-         ["items", "to-parquet", enriched]]
+        [
+            ["items", "from-parquet", package / "items.parquet"],
+            ["items", "enrich", "--asset-lock", _stream(work, s3_lock), "--alternate-key", "s3"],
+            ["items", "to-parquet", enriched],
+        ]
     )
     _dry_run(
         package / "assets.lock.parquet",
@@ -206,30 +225,66 @@ def tutorial(work: Path) -> None:
         _rehost(package / "assets.lock.parquet", loopback, OAM_PREFIX.rstrip("/"), url)
         relocated = out / "openaerialmap-austria.local.asset-lock.parquet"
         _pipe(
-            [["asset-lock", "from-parquet", loopback],
-             ["asset-lock", "relocate", "--source-prefix", f"{url}/", "--store-type", "file",
-              "--key", f"{LOCAL_ROOT}/", "--max-workers", "4", "--memory-limit-bytes", "512MiB",
-              "--chunk-size-bytes", "8MiB"],
-             ["asset-lock", "to-parquet", relocated]]
+            [
+                ["asset-lock", "from-parquet", loopback],
+                [
+                    "asset-lock",
+                    "relocate",
+                    "--source-prefix",
+                    f"{url}/",
+                    "--store-type",
+                    "file",
+                    "--key",
+                    f"{LOCAL_ROOT}/",
+                    "--max-workers",
+                    "4",
+                    "--memory-limit-bytes",
+                    "512MiB",
+                    "--chunk-size-bytes",
+                    "8MiB",
+                ],
+                ["asset-lock", "to-parquet", relocated],
+            ]
         )
     primary = work / "openaerialmap-austria.local-primary.items.parquet"
     _pipe(
-        [["items", "from-parquet", enriched],
-         ["items", "add-alternate", "--asset-lock", _stream(work, relocated),
-          "--alternate-key", "original", "--alternate-name", "local"],
-         ["items", "promote-alternate", "--alternate-key", "original", "--mode", "switch"],
-         ["items", "to-parquet", primary]]
+        [
+            ["items", "from-parquet", enriched],
+            [
+                "items",
+                "add-alternate",
+                "--asset-lock",
+                _stream(work, relocated),
+                "--alternate-key",
+                "original",
+                "--alternate-name",
+                "local",
+            ],
+            ["items", "promote-alternate", "--alternate-key", "original", "--mode", "switch"],
+            ["items", "to-parquet", primary],
+        ]
     )
     local_lock = out / "openaerialmap-austria.local.assets.lock.parquet"
     _pipe(
-        [["items", "from-parquet", primary],
-         ["asset-lock", "derive"],
-         ["asset-lock", "to-parquet", local_lock]]
+        [
+            ["items", "from-parquet", primary],
+            ["asset-lock", "derive"],
+            ["asset-lock", "to-parquet", local_lock],
+        ]
     )
     _pipe(
-        [["items", "from-parquet", enriched],
-         ["items", "enrich", "--asset-lock", _stream(work, local_lock), "--alternate-key", "local"],
-         ["items", "to-parquet", out / "openaerialmap-austria.s3-local.items.parquet"]]
+        [
+            ["items", "from-parquet", enriched],
+            [
+                "items",
+                "enrich",
+                "--asset-lock",
+                _stream(work, local_lock),
+                "--alternate-key",
+                "local",
+            ],
+            ["items", "to-parquet", out / "openaerialmap-austria.s3-local.items.parquet"],
+        ]
     )
     lines = _pipe(
         [["asset-lock", "from-parquet", local_lock], ["asset-lock", "validate"]],
@@ -293,9 +348,11 @@ def _build(folder: Path, items: list[dict]) -> Path:
 
 def _dry_run(lock: Path, output: Path, prefix: str, options: list[str]) -> None:
     _pipe(
-        [["asset-lock", "from-parquet", lock],
-         ["asset-lock", "relocate", "--source-prefix", prefix, "--dry-run", *options],
-         ["asset-lock", "to-parquet", output]]
+        [
+            ["asset-lock", "from-parquet", lock],
+            ["asset-lock", "relocate", "--source-prefix", prefix, "--dry-run", *options],
+            ["asset-lock", "to-parquet", output],
+        ]
     )
 
 
@@ -311,7 +368,7 @@ def _rehost(lock: Path, output: Path, old: str, new: str) -> None:
     """The same lock with its origin moved to a loopback server (stacpkg has no mirror option)."""
     table = pq.read_table(lock)
     containers = [
-        new + value[len(old):] if value and value.startswith(old) else value
+        new + value[len(old) :] if value and value.startswith(old) else value
         for value in table.column("store_container").to_pylist()
     ]
     index = table.schema.get_field_index("store_container")
