@@ -17,9 +17,10 @@ import pytest
 
 from stacflow.flows.compile import compile_plan, target_path
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.selection import SourceMap
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import PlanConflict
-from stacflow.tasks.locks import read_lock, rows_from_table
+from stacflow.tasks.locks import LockRow, read_lock, rows_from_table
 from tests.servers import s3
 from tests.stacpkg_refs import (
     AWKWARD,
@@ -210,3 +211,23 @@ outputs: out
 
                 text += json.dumps(pq.read_table(path).to_pylist(), default=str)
             assert SIGNATURE not in text, path
+
+
+@pytest.mark.parametrize("prefix", ["my files/", "my files", "file://{root}/my%20files/"])
+def test_file_rows_match_a_folder_prefix_however_it_is_written(tmp_path, prefix):
+    inside = tmp_path / "my files" / "a b.tif"
+    beside = tmp_path / "my files2" / "c.tif"
+    lock = [
+        LockRow("i", "inside", "file", None, None, str(inside)),
+        LockRow("i", "beside", "file", None, None, str(beside)),
+    ]
+    spec = Spec.model_validate(
+        {
+            "name": "folders",
+            "package": "pkg",
+            "sources": {"files": {"prefix": prefix.format(root=tmp_path)}},
+            "outputs": "out",
+        }
+    )
+    sources = SourceMap(spec, tmp_path, {})
+    assert [sources.covers("files", row) for row in lock] == [True, False]
