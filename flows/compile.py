@@ -403,16 +403,18 @@ def fits_store(store: StoreRef, path: str) -> None:
 
 def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], inputs: Inputs) -> list[Check]:
     """Checks of a source lock; a row without a checksum is held to the one its provider
-    published on the Item (`file:checksum`), if any."""
+    published on the Item (`file:checksum`), if any; a stacpkg lock's ETags are compared as
+    stacpkg compares them."""
     source = spec.sources[name]
     checks = []
     for row in rows:
         store, path = source_access(row, source, spec.relocate.chunk_size, inputs.base)
         published = inputs.provider_checksums.get((row.item_id, row.asset_key))
+        exact = name in inputs.stacpkg_locks
         if row.file_checksum or not published:
-            checks.append(Check(row, store, path))
+            checks.append(Check(row, store, path, exact_etag=exact))
         else:
-            checks.append(Check(row, store, path, published, "items"))
+            checks.append(Check(row, store, path, published, "items", exact_etag=exact))
     return checks
 
 

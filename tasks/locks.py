@@ -99,6 +99,15 @@ def read_lock(path: Path) -> list[LockRow]:
     return rows_from_table(read_parquet(path, "an asset lock parquet file"), source=str(path))
 
 
+def written_by_stacflow(path: Path) -> bool:
+    """Whether a lock file is one stacflow wrote: it has the `file_checksum` column, which
+    stacpkg 0.1.4 never writes and drops whenever it rewrites a lock."""
+    try:
+        return "file_checksum" in pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return False
+
+
 def read_parquet(path: Path, expected: str) -> pa.Table:
     """A user's table; a missing, misplaced or unreadable file is one InputError naming it."""
     if not path.is_file():

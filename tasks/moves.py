@@ -78,3 +78,5 @@ class Check:
     checksum_from: str = "lock"
     """Where `checksum` was recorded: the lock itself, `items` (a provider's file:checksum) or
     `copy` (the journal or relocated lock of the target, when this lock row lost it)."""
+    exact_etag: bool = False
+    """Compare ETags as stacpkg does, quotes included: the row comes from a stacpkg lock."""

@@ -44,19 +44,25 @@ class Validated:
     row: LockRow
 
 
-def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES) -> list[str]:
+def mismatches(
+    row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES, *, exact_etag: bool = False
+) -> list[str]:
     """stacpkg's comparison: exact, and only where both the lock and the store have a value.
 
-    One leniency: an ETag with and without its surrounding quotes is the same tag (obstore 0.9,
-    which stacpkg 0.1.4 runs on, reports a local file's unquoted; 0.12 quotes it).
+    One leniency, for locks stacflow wrote (`exact_etag` off): an ETag with and without its
+    surrounding quotes is the same tag (obstore 0.9, which stacpkg 0.1.4 runs on, reports a
+    local file's unquoted; 0.12 quotes it). A stacpkg lock is held to stacpkg's equality.
     """
+    same_etag = row.etag == facts.etag or (
+        not exact_etag and _unquoted(row.etag) == _unquoted(facts.etag)
+    )
     pairs = (
         ("size", row.size_bytes, facts.size, row.size_bytes == facts.size),
-        ("etag", row.etag, facts.etag, _unquoted(row.etag) == _unquoted(facts.etag)),
+        ("etag", row.etag or None, facts.etag or None, same_etag),
         (
             "last_modified",
-            row.last_modified,
-            facts.last_modified,
+            row.last_modified or None,
+            facts.last_modified or None,
             row.last_modified == facts.last_modified,
         ),
     )
@@ -97,7 +103,9 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[l
         ):
             with attempt:
                 facts = store.head(check.path)
-                errors = mismatches(check.row, facts, check.store.compare)
+                errors = mismatches(
+                    check.row, facts, check.store.compare, exact_etag=check.exact_etag
+                )
                 if errors or not checked.startswith("sha256"):
                     return errors, FACTS_ONLY if errors else checked
                 digest = hashlib.sha256()
