@@ -59,8 +59,7 @@ def _refuse_plain_http(path: Path, rows: Sequence[LockRow], access: Access) -> N
     plain = sum(
         1
         for row in rows
-        if row.store_type == "http"
-        or (row.store_endpoint_url or "").lower().startswith("http://")
+        if row.store_type == "http" or (row.store_endpoint_url or "").lower().startswith("http://")
     )
     if plain:
         raise UsageError(

@@ -111,6 +111,33 @@ def to_href(loc: Location) -> str:
     return f"{str(loc.store_container).rstrip('/')}/{loc.key}"
 
 
+def unsigned(loc: Location) -> Location:
+    """The location a signed URL signs, for a table stacflow writes.
+
+    A query string on an http(s) href is taken for a signature (stacflow never keeps one: it
+    cannot tell a signature from the rest), so a signed URL, which stacpkg locks whole in
+    `store_container` with the key "", becomes the row of the same href unsigned: its origin and
+    its path. Any tool resolves such a row; re-sign it to fetch a private object (docs/spec.md,
+    "Signed URLs").
+    """
+    if loc.store_type not in _HTTP_TYPES or not loc.store_container:
+        return loc
+    parts = urlsplit(loc.store_container)
+    if not parts.query:
+        return loc
+    origin = f"{parts.scheme}://{parts.netloc}"
+    key = loc.key or _strip_slash(parts.path)
+    return Location(loc.store_type, origin, loc.store_endpoint_url, key)
+
+
+def unsigned_href(href: str) -> str:
+    """An http(s) href without its query string (see `unsigned`); any other href as given."""
+    parts = urlsplit(href)
+    if parts.scheme.lower() not in _HTTP_TYPES or not parts.query:
+        return href
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
 def _resolve_relative(href: str, base: Path | None) -> str:
     if base is None:
         raise InputError(

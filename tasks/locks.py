@@ -7,7 +7,7 @@ with one more column at the end.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from stacflow.tasks.atomic import atomic_write
 from stacflow.tasks.errors import MAX_DETAIL, InputError, shorten, strip_url_secrets
-from stacflow.tasks.locations import Location, normalise_store_type, to_href
+from stacflow.tasks.locations import Location, normalise_store_type, to_href, unsigned
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -176,6 +176,7 @@ def lock_table(rows: Iterable[LockRow]) -> pa.Table:
                 f"lock row {index}: item_id and asset_key are required, "
                 f"got {row.item_id!r} and {row.asset_key!r}"
             )
+    rows = [_unsigned(row) for row in rows]
     columns = {name: [getattr(row, name) for row in rows] for name in LOCK_COLUMNS}
     for name in ("store_container", "store_endpoint_url"):
         columns[name] = [_without_query(value) for value in columns[name]]
@@ -198,6 +199,14 @@ def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
                 f"{source}: column {field.name!r} has type {column.type}, expected {field.type}"
             ) from None
     return column.to_pylist()
+
+
+def _unsigned(row: LockRow) -> LockRow:
+    """A signed URL's row as the location it signs (`locations.unsigned`): never its query."""
+    location = unsigned(row.location)
+    if location == row.location:
+        return row
+    return replace(row, store_container=location.store_container, key=location.key)
 
 
 def _without_query(value: str | None) -> str | None:

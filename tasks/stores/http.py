@@ -64,7 +64,7 @@ class HttpStore:
         with _closing(response, connection):
             refused = response.status in {405, 501}
             if response.status >= 300 and not refused:
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
             facts = _facts(response)
         # The refusal is read to its end first: an unread response blocks the connection.
         return self._facts_by_get(path) if refused else facts
@@ -74,7 +74,7 @@ class HttpStore:
         response, connection = self._request("GET", path, {})
         if response.status >= 300:
             with _closing(response, connection):
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
         reader = _HttpReader(self, path, response, connection)
         try:
             yield reader
@@ -97,8 +97,17 @@ class HttpStore:
         response, connection = self._request("GET", path, {"Range": "bytes=0-0"})
         with _closing(response, connection):
             if response.status >= 300:
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
             return _facts(response)
+
+    def _refusal(self, response: http.client.HTTPResponse, path: str) -> AssetError:
+        """The error for a refused request; a signed URL refused access has most likely
+        expired, and the message says what to do about it."""
+        what = self.describe(path)
+        if response.status in {401, 403} and "?" in self._fixed_target:
+            what += " (a signed URL: its signature may have expired; sign the Items again, "
+            what += "derive their lock again, and rerun)"
+        return status_error(response.status, what, _retry_after(response))
 
     def _target(self, path: str) -> str:
         if self._fixed_target and not path and not self._root:
