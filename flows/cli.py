@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", type=Path)
     _add_targets(plan)
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.add_argument(
+        "--write-locks",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/<name>.assets.lock.parquet: the lock each target (and planned "
+        "source) would have, as stacpkg's `asset-lock relocate --dry-run` writes it",
+    )
     plan.set_defaults(handler=_plan)
 
     check = commands.add_parser(
@@ -212,7 +219,7 @@ def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
 def _plan(args: argparse.Namespace) -> int:
     from stacflow.flows.planview import plan_report  # noqa: PLC0415
 
-    report, conflicted = plan_report(args.spec, args.targets)
+    report, conflicted = plan_report(args.spec, args.targets, write_locks=args.write_locks)
     print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 

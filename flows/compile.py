@@ -7,16 +7,20 @@ so that `stacflow plan` and `stacflow run` agree, and a run never stops half-way
 
 from __future__ import annotations
 
-import posixpath
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote, urlparse, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.inputs import Inputs
-from stacflow.flows.layouts import item_asset_key
+from stacflow.flows.layouts import (
+    fits_store,
+    nesting_conflicts,
+    shown_key,
+    target_location,
+    target_path,
+)
+from stacflow.flows.planned import plan_source_locks
 from stacflow.flows.selection import (
     NotSelected,
     SourceMap,
@@ -28,14 +32,11 @@ from stacflow.flows.selection import (
 )
 from stacflow.flows.spec import Source, Spec
 from stacflow.tasks.errors import InputError, PlanConflict
-from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
-from stacflow.tasks.stores import Endpoint, StoreRef, backend, backend_for, capabilities
-
-SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
+from stacflow.tasks.stores import Endpoint, StoreRef, backend_for, capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,17 @@ class TargetPlan:
     name: str
     store: StoreRef
     alternate_key: str
-    alternate_name: str
+    alternate_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockAlternate:
+    """A source's lock (read or planned) that the Items gain as an alternate; no byte moves."""
+
+    source: str
+    key: str
+    name: str | None
+    rows: tuple[LockRow, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,10 @@ class Plan:
     without_item: tuple[str, ...] = field(default=())
     """`item/asset` of relocated assets whose Item the items table lacks: no alternate for them."""
     conflicts: tuple[str, ...] = field(default=())
+    planned_locks: dict[str, tuple[LockRow, ...]] = field(default_factory=dict)
+    """The lock of each planned source (`sources.<name>.plan`), as stacpkg's dry run plans it."""
+    lock_alternates: tuple[LockAlternate, ...] = field(default=())
+    """Sources whose rows for the selected assets the Items gain as alternates."""
 
     @property
     def bytes(self) -> int:
@@ -113,7 +128,8 @@ def compile_plan(
 ) -> Plan:
     """`validate` and `checksums` override the spec's validate section (scheduled checks)."""
     spec = inputs.spec
-    conflicts: list[str] = []
+    planned, conflicts = plan_source_locks(inputs)
+    inputs = replace(inputs, source_locks={**inputs.source_locks, **planned})
     selected, not_selected = select_rows(spec, inputs.lock, inputs.collections)
     sources = SourceMap(spec, inputs.base, inputs.source_locks)
     source_name = spec.relocate_source
@@ -198,6 +214,23 @@ def compile_plan(
             if inputs.items_path is not None and m.source.item_id not in inputs.collections
         ),
         conflicts=tuple(conflicts),
+        planned_locks={name: tuple(rows) for name, rows in planned.items()},
+        lock_alternates=tuple(
+            LockAlternate(
+                name,
+                spec.alternate_key(name),
+                spec.alternate_name(name),
+                tuple(
+                    source_rows(
+                        name,
+                        spec.sources[name],
+                        [row for row in selected if _covers(sources, name, row)],
+                        inputs,
+                    )
+                ),
+            )
+            for name in spec.lock_alternates
+        ),
     )
 
 
@@ -205,8 +238,8 @@ def source_rows(
     name: str, source: Source, covered: Sequence[LockRow], inputs: Inputs
 ) -> list[LockRow]:
     """The rows to read for the package rows a source covers: those rows themselves, or for a
-    source with its own lock, that lock's rows for the same assets."""
-    if source.lock is None:
+    source with its own lock (read or planned), that lock's rows for the same assets."""
+    if source.lock is None and source.plan is None:
         return list(covered)
     wanted = {(r.item_id, r.asset_key) for r in covered}
     return [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
@@ -309,10 +342,10 @@ def plan_moves(
             if owner != key:
                 conflicts.append(
                     f"target {target.name}: {owner[0]}/{owner[1]} and {row.item_id}/"
-                    f"{row.asset_key} both map to {_shown(target.store, path)}"
+                    f"{row.asset_key} both map to {shown_key(target.store, path)}"
                 )
                 continue
-            location = _target_location(target.store, path)
+            location = target_location(target.store, path)
             legs.append(
                 Leg(
                     target.name,
@@ -341,64 +374,10 @@ def plan_moves(
             )
         )
     for target in targets:
-        conflicts.extend(_nesting_conflicts(target.name, target.store, claimed[target.name]))
-    return tuple(moves), conflicts
-
-
-def target_path(layout: str, row: LockRow, collection: str | None) -> str:
-    """The key under the target root; raises ValueError when it could not stay under it."""
-    source_key = (row.key or urlparse(row.href).path).lstrip("/")  # a signed URL's key is ""
-    name = posixpath.basename(source_key)
-    ext = safe_segment(posixpath.splitext(name)[1]) if posixpath.splitext(name)[1] else ""
-    if layout == "item-asset":
-        path = item_asset_key(row)
-    elif layout == "source-key":
-        path = source_key
-    else:
-        path = layout.format(
-            collection=safe_segment(collection or "no-collection"),
-            item_id=safe_segment(row.item_id),
-            asset_key=safe_segment(row.asset_key),
-            ext=ext,
-            source_key=source_key,
-            source_dir=posixpath.dirname(source_key),
-            source_name=name,
+        conflicts.extend(
+            nesting_conflicts(f"target {target.name}", target.store, claimed[target.name])
         )
-    return checked_path(path)
-
-
-def safe_segment(value: str) -> str:
-    """A template field: characters outside [A-Za-z0-9._=-] become _, and no all-dot segment."""
-    cleaned = SAFE_CHARS.sub("_", value)
-    if not cleaned.strip("."):
-        cleaned = cleaned.replace(".", "_") or "_"
-    return cleaned
-
-
-def checked_path(path: str) -> str:
-    """Refuse a key that is empty, absolute, climbs with `..`, or holds control characters."""
-    if path.startswith("/"):
-        raise ValueError(f"key {path!r} is absolute")
-    parts = path.split("/")
-    if not path or any(part in {"", ".", ".."} for part in parts):
-        raise ValueError(f"key {path!r} would not stay under the target root")
-    if any(unicodedata.category(c) == "Cc" for c in path):
-        raise ValueError(f"key {path!r} holds control characters")
-    return path
-
-
-def fits_store(store: StoreRef, path: str) -> None:
-    """Refuse keys the store cannot hold: at plan time, not one failed asset at a time."""
-    can = capabilities(store)
-    if can.max_name_bytes is not None:
-        long = [part for part in path.split("/") if len(part.encode()) > can.max_name_bytes]
-        if long:
-            raise ValueError(
-                f"key segment {long[0]!r} is longer than {can.max_name_bytes} bytes, "
-                "which no file system holds"
-            )
-    if can.max_key_bytes is not None and len(f"{store.root}/{path}".encode()) > can.max_key_bytes:
-        raise ValueError(f"key {path!r} is longer than {can.max_key_bytes} bytes")
+    return tuple(moves), conflicts
 
 
 def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], inputs: Inputs) -> list[Check]:
@@ -422,7 +401,7 @@ def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check
     """HEAD each asset of lock-less Items through the first source that stands for it; an asset
     no source stands for is refused first (a run reads only the stores its spec declares)."""
     sources = SourceMap(spec, base, {})
-    names = [name for name, source in spec.sources.items() if source.lock is None]
+    names = [n for n, s in spec.sources.items() if s.lock is None and s.plan is None]
     checks, outside = [], []
     for row in rows:
         source = next((spec.sources[n] for n in names if sources.covers(n, row)), None)
@@ -473,43 +452,6 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
         fail_fast=options.fail_fast,
         verify=options.verify,
     )
-
-
-def _target_location(store: StoreRef, path: str) -> Location:
-    written = backend(store.kind)
-    store_type = written.store_types[0]
-    if written.capabilities.file_system:
-        return Location(store_type, None, None, str(Path(store.root) / path))
-    key = f"{store.root}/{path}" if store.root else path
-    endpoint = store.access.endpoint.strip().rstrip("/") if store.access.endpoint else None
-    return Location(store_type, store.container, endpoint, key)  # the endpoint as stacpkg writes it
-
-
-def _nesting_conflicts(
-    target: str, store: StoreRef, claimed: dict[str, tuple[str, str]]
-) -> list[str]:
-    """On a file system a key cannot be both a file and a folder (`a/b` and `a/b/c.tif`)."""
-    if not capabilities(store).file_system:
-        return []
-    folders = {posixpath.dirname(p) for p in claimed} - {""}
-    parents = {f for folder in folders for f in _ancestors(folder)}
-    return [
-        f"target {target}: {'/'.join(claimed[p])} maps to {_shown(store, p)}, "
-        "which other assets need as a folder"
-        for p in sorted(set(claimed) & parents)
-    ]
-
-
-def _ancestors(folder: str) -> Iterable[str]:
-    while folder:
-        yield folder
-        folder = posixpath.dirname(folder)
-
-
-def _shown(store: StoreRef, path: str) -> str:
-    if capabilities(store).file_system:
-        return str(Path(store.root) / path)
-    return _target_location(store, path).href
 
 
 def _plain_http(store: StoreRef) -> bool:

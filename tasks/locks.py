@@ -189,6 +189,14 @@ def write_lock(path: Path, rows: Iterable[LockRow]) -> None:
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> None:
+    """A lock in stacpkg's nine columns only, as its `relocate --dry-run` writes one: nothing
+    was copied, so nothing was hashed."""
+    table = lock_table(rows).select([field.name for field in STACPKG_LOCK_FIELDS])
+    table = table.replace_schema_metadata(LOCK_METADATA)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
 def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
     column = table.column(field.name)
     if not column.type.equals(field.type):

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from stacflow.tasks.items import (
     write_items_table,
 )
 from stacflow.tasks.locations import unsigned_href
-from stacflow.tasks.locks import LockRow, read_lock, write_lock
+from stacflow.tasks.locks import LockRow, read_lock, write_lock, write_planned_lock
 from stacflow.tasks.opaque import Opaque
 
 
@@ -151,14 +151,18 @@ def write_enriched(
     promotions: Sequence[Promotion],
     *,
     kept: Sequence[KeptTarget] = (),
+    planned: Mapping[str, Sequence[LockRow]] | None = None,
 ) -> list[Path]:
-    """The relocated locks, then the items that point at them: a reader never sees an alternate
-    whose lock is not yet written. The items carry every target whose relocated lock holds an
-    asset, this run's and the `kept` ones."""
+    """The relocated locks and `planned` sources' locks, then the items that point at them: a
+    reader never sees an alternate whose lock is not yet written. The items carry every target
+    whose relocated lock holds an asset, this run's and the `kept` ones."""
     written = []
     for target, rows in locks.items():
         write_lock(paths.lock(target), rows)
         written.append(paths.lock(target))
+    for source, rows in (planned or {}).items():
+        write_planned_lock(paths.lock(source), rows)
+        written.append(paths.lock(source))
     enriched = enrich_items(
         read_items_table(items_path), [*alternates, *kept_alternates(paths, kept)]
     )
@@ -195,9 +199,16 @@ def enrich_task(
     promotions: Sequence[Promotion],
     *,
     kept: Sequence[KeptTarget] = (),
+    planned: Opaque[Mapping[str, Sequence[LockRow]]] | None = None,
 ) -> list[Path]:
     written = write_enriched(
-        paths, items_path, locks.value, alternates.value, promotions, kept=kept
+        paths,
+        items_path,
+        locks.value,
+        alternates.value,
+        promotions,
+        kept=kept,
+        planned=planned.value if planned else None,
     )
     get_run_logger().info(
         "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stacflow.flows.compile import checked_path, compile_plan, safe_segment, target_path
+from stacflow.flows.compile import compile_plan
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.layouts import checked_path, safe_segment, target_path
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.locks import LockRow

@@ -15,8 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from stacflow.flows.compile import compile_plan, target_path
+from stacflow.flows.compile import compile_plan
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.layouts import target_path
 from stacflow.flows.selection import SourceMap
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import PlanConflict
