@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
+import json
 import os
 import platform
 import shutil
@@ -714,7 +716,15 @@ def main(argv: list[str] | None = None) -> int:
     name = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
     out = args.output or RESULTS / f"{name}.md"
     out.write_text(text + "\n")
-    print(f"\nwritten to {out}")
+    facts = {
+        "suite": "quick" if args.quick else "full",
+        "wall_s": round(wall, 1),
+        "machine": header,
+        "rows": [dataclasses.asdict(row) for row in bench.rows],
+        "notes": bench.notes,
+    }
+    out.with_suffix(".json").write_text(json.dumps(facts, indent=1, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {out} and {out.with_suffix('.json')}")
     return 0
 
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # Offline by default: Prefect's telemetry would log an error on every run without a network.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
 from stacflow.tasks.errors import RunFailed, UsageError, scrub
 
 if TYPE_CHECKING:
@@ -50,6 +52,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
         return 130
+
+
+def console() -> None:
+    """The `stacflow` command: `main`, then leave without the interpreter's teardown.
+
+    Everything a command writes is closed by then; Prefect's client is drained here, while its
+    server is still there. Tearing the interpreter down (Prefect, pyarrow and obstore objects,
+    thousands of them after a run) cost about 0.55 s per command for nothing, and obstore's
+    runtime can crash the process at that moment (DESIGN.md, "Known traps").
+    """
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code` once Prefect's client is drained and our output flushed."""
+    drain_prefect_client()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,29 +175,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--validate-cron", help="cron schedule for validation-only runs")
     serve.set_defaults(handler=_serve)
+
+    server = commands.add_parser(
+        "server", help="start, stop or show a local Prefect server that outlives one command"
+    )
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument(
+        "--port", type=_positive, help="with start: this port (default 4200, else any free one)"
+    )
+    server.set_defaults(handler=_server)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
+    # The temporary Prefect server (if any) starts first and comes up while we import and check.
+    with prefect_api(temporary=not (args.shards or args.dask_address)) as api:
+        from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
 
-    _preflight(args.spec, args.targets)
-    overrides = RunOverrides(
-        max_workers=args.max_workers,
-        on_drift=args.on_drift,
-        fail_fast=args.fail_fast,
-        verify=args.verify,
-    )
-    if args.shards:
-        result = _run_in_shards(args, overrides)
-    else:
-        flow = _on_dask(args.dask_address) if args.dask_address else relocate_package
-        result = flow(
-            spec_path=str(args.spec),
-            targets=args.targets,
-            dry_run=args.dry_run,
-            overrides=overrides,
+        _preflight(args.spec, args.targets)
+        overrides = RunOverrides(
+            max_workers=args.max_workers,
+            on_drift=args.on_drift,
+            fail_fast=args.fail_fast,
+            verify=args.verify,
         )
+        with run_settings(api):
+            if args.shards:
+                result = _run_in_shards(args, overrides)
+            else:
+                flow = _on_dask(args.dask_address) if args.dask_address else relocate_package
+                result = flow(
+                    spec_path=str(args.spec),
+                    targets=args.targets,
+                    dry_run=args.dry_run,
+                    overrides=overrides,
+                )
     print(result["text"])
     return 0
 
@@ -217,9 +251,13 @@ def _on_dask(address: str) -> Flow[..., dict[str, Any]]:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from stacflow.flows.planview import plan_report  # noqa: PLC0415
+    from stacflow.flows.inputs import load_spec  # noqa: PLC0415
+    from stacflow.flows.planview import plan_report, secret_blocks  # noqa: PLC0415
 
-    report, conflicted = plan_report(args.spec, args.targets, write_locks=args.write_locks)
+    # Only a Prefect Secret block needs an API here: then one server, ready before any thread.
+    with prefect_api(temporary=bool(secret_blocks(load_spec(args.spec)))) as api:
+        api.ready()
+        report, conflicted = plan_report(args.spec, args.targets, write_locks=args.write_locks)
     print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 
@@ -228,10 +266,14 @@ def _check(args: argparse.Namespace) -> int:
     if args.spec is None:
         return _check_lock_files(args)
     _refuse_lock_files_beside_a_spec(args)
-    from stacflow.flows.validate import validate_package  # noqa: PLC0415
-
     _preflight(args.spec, None, locks=args.locks or [])
-    result = validate_package(spec_path=str(args.spec), locks=args.locks, checksums=args.checksums)
+    with prefect_api() as api:
+        from stacflow.flows.validate import validate_package  # noqa: PLC0415
+
+        with run_settings(api):
+            result = validate_package(
+                spec_path=str(args.spec), locks=args.locks, checksums=args.checksums
+            )
     print(result["text"])
     return 0
 
@@ -287,14 +329,33 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from stacflow.flows.serve import serve_specs  # noqa: PLC0415
-
     for spec in args.specs:
         _preflight(spec, None)
-    serve_specs(
-        args.specs, cron=args.cron, interval=args.interval, validate_cron=args.validate_cron
-    )
+    with prefect_api(temporary=False):
+        from stacflow.flows.serve import serve_specs  # noqa: PLC0415
+
+        serve_specs(
+            args.specs, cron=args.cron, interval=args.interval, validate_cron=args.validate_cron
+        )
     return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    from stacflow.flows import local_server  # noqa: PLC0415
+
+    if args.action == "start":
+        url = local_server.start(args.port)
+        print(
+            f"local Prefect server at {url} (UI {url.removesuffix('/api')}); `stacflow` "
+            "commands without PREFECT_API_URL use it until `stacflow server stop`"
+        )
+        return 0
+    if args.action == "stop":
+        print("stopped" if local_server.stop() else "no local server was running")
+        return 0
+    line = local_server.status()
+    print(line or "not running: commands start a temporary server each")
+    return 0 if line else 1
 
 
 def _preflight(
@@ -342,4 +403,4 @@ def _positive(text: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

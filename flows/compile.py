@@ -103,19 +103,25 @@ class Plan:
 
     def batches(self) -> list[tuple[Move, ...]]:
         """One Prefect task run per batch: bounded by asset count and by bytes."""
-        batches: list[tuple[Move, ...]] = []
-        current: list[Move] = []
-        size = 0
-        for move in self.moves:
-            grows = size + (move.expected_size or 0)
-            if current and (len(current) >= self.batch_assets or grows > self.batch_bytes):
-                batches.append(tuple(current))
-                current, size = [], 0
-            current.append(move)
-            size += move.expected_size or 0
-        if current:
-            batches.append(tuple(current))
-        return batches
+        return batches(self.moves, self.batch_assets, self.batch_bytes)
+
+
+def batches(moves: Sequence[Move], assets: int, size_limit: int) -> list[tuple[Move, ...]]:
+    """Consecutive moves, at most `assets` and `size_limit` bytes per batch (a larger move
+    alone)."""
+    found: list[tuple[Move, ...]] = []
+    current: list[Move] = []
+    size = 0
+    for move in moves:
+        grows = size + (move.expected_size or 0)
+        if current and (len(current) >= assets or grows > size_limit):
+            found.append(tuple(current))
+            current, size = [], 0
+        current.append(move)
+        size += move.expected_size or 0
+    if current:
+        found.append(tuple(current))
+    return found
 
 
 def compile_plan(

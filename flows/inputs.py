@@ -6,9 +6,10 @@ inside the flow run (so a deployment run needs nothing but the spec path).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -63,14 +64,13 @@ def load_inputs(
     base = spec_path.parent
     if spec.package is not None:
         package = base / spec.package
-        lock = read_lock(package / PACKAGE_LOCK)
+        lock = _lock(package / PACKAGE_LOCK)
         items = package / PACKAGE_ITEMS
     if spec.items is not None:
         items = base / spec.items
-    table = read_items_table(items) if items is not None else None
-    collections, checksums = _asset_facts(table) if table is not None else ({}, {})
+    collections, checksums = _item_facts(items) if items is not None else ({}, {})
     source_locks = {
-        name: read_lock(base / source.lock)
+        name: _lock(base / source.lock)
         for name, source in spec.sources.items()
         if source.lock is not None
     }
@@ -84,6 +84,34 @@ def load_inputs(
     return Inputs(
         spec, spec_path, lock or [], items, collections, checksums, source_locks, stacpkg_locks
     )
+
+
+def _lock(path: Path) -> list[LockRow]:
+    return list(_read_once(path, read_lock))
+
+
+def _item_facts(path: Path) -> tuple[dict[str, str | None], dict[tuple[str, str], str]]:
+    collections, checksums = _read_once(path, lambda p: _asset_facts(read_items_table(p)))
+    return dict(collections), dict(checksums)
+
+
+_READ: dict[tuple[str, Any], tuple[tuple[int, int, int, int], Any]] = {}
+
+
+def _read_once(path: Path, read: Callable[[Path], Any]) -> Any:
+    """A table is read once per command although the preflight and the flow both load inputs:
+    reading is keyed by the file's identity (device, inode, size, mtime), so an edited or
+    replaced file is read again. Only the latest read of each path and reader is kept."""
+    try:
+        stat = path.stat()
+        identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return read(path)  # the reader says what is wrong, as before
+    key = (str(path.resolve()), getattr(read, "__qualname__", read))
+    cached = _READ.get(key)
+    if cached is None or cached[0] != identity:
+        cached = _READ[key] = (identity, read(path))
+    return cached[1]
 
 
 def _asset_facts(

@@ -64,6 +64,15 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
     return spec
 
 
+def secret_blocks(spec: Spec) -> list[str]:
+    """The Prefect Secret blocks the spec's stores name: reading them needs a Prefect API."""
+    stores = [s.store for s in spec.sources.values()] + [t.store for t in spec.targets.values()]
+    names = [
+        getattr(getattr(store, "credentials", None), "prefect_secret", None) for store in stores
+    ]
+    return sorted({name for name in names if name})
+
+
 def refuse_foreign_folders(plan: Plan, owner: Owner) -> None:
     """Another spec's folder is found before Prefect starts (object stores: in the run)."""
     for target in plan.targets:

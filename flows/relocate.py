@@ -17,7 +17,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from stacflow.flows.compile import Plan, compile_plan, derive_checks, target_checks
+from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
 from stacflow.flows.records import (
     left_alone,
@@ -28,7 +28,7 @@ from stacflow.flows.records import (
 from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.artifacts import Progress, publish_summary
-from stacflow.tasks.derive import derive_batch_task, locate_assets
+from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
@@ -39,18 +39,26 @@ from stacflow.tasks.outputs import (
     OutputPaths,
     Promotion,
     alternates_of,
-    enrich_task,
     write_package,
     write_validation,
 )
-from stacflow.tasks.owners import Owner, claim_targets_task
-from stacflow.tasks.relocate import Moved, flush_targets_task, relocate_batch_task
+from stacflow.tasks.owners import Owner
+from stacflow.tasks.prefect_tasks import (
+    claim_targets_task,
+    derive_batch_task,
+    enrich_task,
+    flush_targets_task,
+    list_targets_task,
+    relocate_batch_task,
+    survey_task,
+    validate_batch_task,
+)
+from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, write_report
 from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
-from stacflow.tasks.survey import list_targets_task, survey_task
-from stacflow.tasks.validate import Validated, validate_batch_task
+from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
@@ -105,12 +113,12 @@ def relocate_package(
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     with run_lock(outputs_of(Path(spec_path), spec)) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, sweep=killed, claim=not dry_run)
+        plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             outcomes = [*derived, *planned, *left_alone(plan)]
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
-        moved, byte_phase_s = relocate_assets(plan, inputs)
+        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
@@ -149,19 +157,17 @@ def outputs_of(spec_path: Path, spec: Spec) -> Path:
 
 
 def prepare_plan(
-    inputs: Inputs, targets: Sequence[str] | None = None, *, sweep: bool = True, claim: bool = True
+    inputs: Inputs, targets: Sequence[str] | None = None, *, claim: bool = True
 ) -> Plan:
     """Compile, and refuse the whole run if any key conflicts or another spec owns a target
     root: before a single byte moves.
 
-    `sweep`: look for a killed run's debris while copying (the run lock knows whether to).
     `claim`: record this spec as the owner of its target roots (not for a dry run).
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
     owner = Owner.of(inputs.spec.name, inputs.outputs)
     claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
-    plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=sweep))
     get_run_logger().info(
         "plan: %d assets (%d bytes) from %s into %s, %d batches",
         len(plan.moves),
@@ -173,19 +179,25 @@ def prepare_plan(
     return plan
 
 
-def relocate_assets(plan: Plan, inputs: Inputs) -> tuple[list[Moved], float]:
-    """One task run per batch; concurrency inside each batch, bounded by the memory budget."""
+def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[list[Moved], float]:
+    """One task run per batch; concurrency inside each batch, bounded by the memory budget.
+
+    The plan stays as compiled: what the run learns (a listing of each target; `sweep`, from
+    the run lock: whether a killed run left debris to look for) travels beside it.
+    """
     if not plan.targets or not plan.moves:
         return [], 0.0
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
+    policy = dataclasses.replace(plan.policy, sweep=sweep)
     started = time.monotonic()
+    moves = plan.moves
     if any(capabilities(t.store).listing for t in plan.targets):
-        plan = dataclasses.replace(plan, moves=tuple(list_targets_task(Opaque(plan.moves)).value))
+        moves = tuple(list_targets_task(Opaque(plan.moves)).value)
     moved: list[Moved] = []
     with Progress(plan.slug, len(plan.moves), plan.bytes * len(plan.targets)) as progress:
         futures = [
-            relocate_batch_task.submit(Opaque(batch), plan.policy, journals)
-            for batch in plan.batches()
+            relocate_batch_task.submit(Opaque(batch), policy, journals)
+            for batch in batches(moves, plan.batch_assets, plan.batch_bytes)
         ]
         for future in as_completed(futures):
             results = future.result()

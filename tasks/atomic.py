@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import os
 import uuid
 from typing import TYPE_CHECKING
@@ -19,12 +20,19 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temp sibling, then rename it onto `path` once it is durable."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> bool:
+    """Let `write` fill a temp sibling, then rename it onto `path` once it is durable.
+
+    When `path` already holds exactly those bytes, it is left alone (no fsync, no rename: a
+    rerun that changed nothing rewrites nothing); returns whether `path` was replaced.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
         write(tmp)
+        if _same_bytes(tmp, path):
+            tmp.unlink()
+            return False
         _fsync_file(tmp)
         tmp.replace(path)
     except BaseException:
@@ -32,6 +40,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+    return True
+
+
+def _same_bytes(new: Path, old: Path) -> bool:
+    try:
+        if new.stat().st_size != old.stat().st_size:
+            return False
+    except FileNotFoundError:
+        return False
+    return filecmp.cmp(new, old, shallow=False)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

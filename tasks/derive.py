@@ -12,15 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.errors import AssetError, InputError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locations import parse_href
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import open_store
 
@@ -78,19 +74,3 @@ def _outcome(check: Check, name: str, started: float, error: AssetError | None =
         error_class=error.error_class if error else None,
         message=error.message if error else None,
     )
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="derive-batch",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    tags=["stacflow", "derive"],
-)
-def derive_batch_task(
-    checks: Opaque[Sequence[Check]], name: str, workers: int = 8
-) -> list[Derived]:
-    results = derive_facts(checks.value, name, workers)
-    failed = sum(1 for r in results if r.row is None)
-    get_run_logger().info("%s: %d assets derived, %d failed", name, len(results) - failed, failed)
-    return results

@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.atomic import write_text_atomic
 from stacflow.tasks.items import (
     Alternate,
@@ -31,7 +28,6 @@ from stacflow.tasks.items import (
 )
 from stacflow.tasks.locations import unsigned_href
 from stacflow.tasks.locks import LockRow, read_lock, write_lock, write_planned_lock
-from stacflow.tasks.opaque import Opaque
 
 
 @dataclass(frozen=True)
@@ -182,35 +178,3 @@ def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, An
     text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
     write_text_atomic(paths.validation(name), text)
     return paths.validation(name)
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="enrich-items",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    tags=["stacflow", "enrich"],
-)
-def enrich_task(
-    paths: OutputPaths,
-    items_path: Path,
-    locks: Opaque[dict[str, list[LockRow]]],
-    alternates: Opaque[Sequence[Alternate]],
-    promotions: Sequence[Promotion],
-    *,
-    kept: Sequence[KeptTarget] = (),
-    planned: Opaque[Mapping[str, Sequence[LockRow]]] | None = None,
-) -> list[Path]:
-    written = write_enriched(
-        paths,
-        items_path,
-        locks.value,
-        alternates.value,
-        promotions,
-        kept=kept,
-        planned=planned.value if planned else None,
-    )
-    get_run_logger().info(
-        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
-    )
-    return written

@@ -15,9 +15,6 @@ import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.errors import AssetError, UsageError, scrub
 from stacflow.tasks.stores import StoreRef, capabilities, open_store
 
@@ -119,8 +116,3 @@ def claim_targets(targets: list[tuple[str, StoreRef]], owner: Owner, *, write: b
             claim(name, store, owner)
         elif problem := foreign_owner(name, store, owner):
             raise UsageError(problem)
-
-
-@task(cache_policy=NO_CACHE, name="claim-targets", tags=["stacflow", "relocate"])
-def claim_targets_task(targets: list[tuple[str, StoreRef]], owner: Owner, *, write: bool) -> None:
-    claim_targets(targets, owner, write=write)

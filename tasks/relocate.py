@@ -18,17 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.checksum import is_sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
@@ -313,40 +308,3 @@ def flush_targets(stores: Sequence[StoreRef]) -> float:
     for store in stores:
         open_store(store).flush()
     return time.monotonic() - started
-
-
-@task(cache_policy=NO_CACHE, name="flush-targets", retries=1, tags=["stacflow", "relocate"])
-def flush_targets_task(stores: Sequence[StoreRef]) -> float:
-    seconds = flush_targets(stores)
-    get_run_logger().info("copies flushed to disk in %.2f s", seconds)
-    return seconds
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="relocate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "relocate"],
-)
-def relocate_batch_task(
-    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
-) -> list[Moved]:
-    """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
-    results = relocate_batch(
-        moves.value,
-        policy,
-        journals,
-        resume=(task_run.run_count or 1) > 1,
-        on_done=report_progress,
-    )
-    counts: dict[str, int] = {}
-    for moved in results:
-        counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
-    get_run_logger().info(
-        "batch of %d assets: %s; %d bytes copied",
-        len(moves.value),
-        ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-        sum(m.outcome.bytes for m in results),
-    )
-    return results

@@ -6,13 +6,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Move
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import Facts, StoreRef, capabilities, open_store
 from stacflow.tasks.verified import verified_copy
@@ -47,11 +43,6 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
 
     per_move = fan_out(shared_threads("stacflow-survey", workers), workers, one, moves)
     return [row for rows in per_move for row in rows]
-
-
-@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
-def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
-    return survey(moves.value, workers)
 
 
 LIST_PER_KEY = 10
@@ -100,8 +91,3 @@ def _bounded_listing(store: ObjectStore, keys: set[str]) -> dict[str, Facts] | N
         if path in keys:
             found[path] = facts
     return found
-
-
-@task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
-def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
-    return Opaque(with_listings(moves.value))

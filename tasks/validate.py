@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -29,7 +27,6 @@ from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check
-from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import FACT_NAMES, Facts, open_store
 
@@ -168,26 +165,3 @@ def _error_class(errors: list[str]) -> str:
     if any("mismatch" in e for e in errors):
         return ErrorClass.DRIFT
     return ErrorClass.PERMANENT
-
-
-@task(
-    cache_policy=NO_CACHE,
-    name="validate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "validate"],
-)
-def validate_batch_task(
-    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
-) -> list[Validated]:
-    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
-    invalid = sum(1 for r in results if r.outcome.failed)
-    hashed = sum(1 for r in results if (r.outcome.checked or "").startswith("sha256"))
-    get_run_logger().info(
-        "%s: %d rows validated (%d of them hashed), %d invalid",
-        lock_name,
-        len(results),
-        hashed,
-        invalid,
-    )
-    return results

@@ -34,9 +34,8 @@ def test_the_wheel_holds_stacflow_as_its_only_top_level_package(tmp_path):
     assert "stacflow/tasks/stores/s3.py" in code  # subpackages are listed in pyproject.toml
     assert "stacflow/tasks/py.typed" in code
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert (
-        "stacflow = stacflow.flows.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
-    )
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "stacflow = stacflow.flows.cli:console" in scripts
 
 
 def test_a_users_own_flows_and_tasks_packages_import_beside_stacflow(tmp_path):

@@ -1,0 +1,152 @@
+"""Every Prefect task of stacflow: thin wrappers around the plain functions of `tasks/`.
+
+They live apart so that the compiler, `stacflow plan` and the CLI's preflight import the plain
+modules without importing Prefect (~1 s); the flows import this module. A wrapper adds only
+what Prefect is for: retries, names and tags, a log line, the live progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+
+from stacflow.tasks.artifacts import report_progress
+from stacflow.tasks.derive import Derived, derive_facts
+from stacflow.tasks.items import Alternate
+from stacflow.tasks.locks import LockRow
+from stacflow.tasks.moves import Check, Move
+from stacflow.tasks.opaque import Opaque
+from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
+from stacflow.tasks.owners import Owner, claim_targets
+from stacflow.tasks.relocate import CopyPolicy, Moved, flush_targets, relocate_batch
+from stacflow.tasks.report import Outcome
+from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.survey import survey, with_listings
+from stacflow.tasks.validate import Validated, validate_checks
+
+
+@task(cache_policy=NO_CACHE, name="claim-targets", tags=["stacflow", "relocate"])
+def claim_targets_task(targets: list[tuple[str, StoreRef]], owner: Owner, *, write: bool) -> None:
+    claim_targets(targets, owner, write=write)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    name="derive-batch",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    tags=["stacflow", "derive"],
+)
+def derive_batch_task(
+    checks: Opaque[Sequence[Check]], name: str, workers: int = 8
+) -> list[Derived]:
+    results = derive_facts(checks.value, name, workers)
+    failed = sum(1 for r in results if r.row is None)
+    get_run_logger().info("%s: %d assets derived, %d failed", name, len(results) - failed, failed)
+    return results
+
+
+@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
+def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
+    return survey(moves.value, workers)
+
+
+@task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
+def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
+    return Opaque(with_listings(moves.value))
+
+
+@task(
+    cache_policy=NO_CACHE,
+    name="enrich-items",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    tags=["stacflow", "enrich"],
+)
+def enrich_task(
+    paths: OutputPaths,
+    items_path: Path,
+    locks: Opaque[dict[str, list[LockRow]]],
+    alternates: Opaque[Sequence[Alternate]],
+    promotions: Sequence[Promotion],
+    *,
+    kept: Sequence[KeptTarget] = (),
+    planned: Opaque[Mapping[str, Sequence[LockRow]]] | None = None,
+) -> list[Path]:
+    written = write_enriched(
+        paths,
+        items_path,
+        locks.value,
+        alternates.value,
+        promotions,
+        kept=kept,
+        planned=planned.value if planned else None,
+    )
+    get_run_logger().info(
+        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
+    )
+    return written
+
+
+@task(
+    cache_policy=NO_CACHE,
+    name="validate-batch",
+    retries=1,
+    retry_delay_seconds=[5],
+    tags=["stacflow", "validate"],
+)
+def validate_batch_task(
+    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
+) -> list[Validated]:
+    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
+    invalid = sum(1 for r in results if r.outcome.failed)
+    hashed = sum(1 for r in results if (r.outcome.checked or "").startswith("sha256"))
+    get_run_logger().info(
+        "%s: %d rows validated (%d of them hashed), %d invalid",
+        lock_name,
+        len(results),
+        hashed,
+        invalid,
+    )
+    return results
+
+
+@task(cache_policy=NO_CACHE, name="flush-targets", retries=1, tags=["stacflow", "relocate"])
+def flush_targets_task(stores: Sequence[StoreRef]) -> float:
+    seconds = flush_targets(stores)
+    get_run_logger().info("copies flushed to disk in %.2f s", seconds)
+    return seconds
+
+
+@task(
+    cache_policy=NO_CACHE,
+    name="relocate-batch",
+    retries=1,
+    retry_delay_seconds=[5],
+    tags=["stacflow", "relocate"],
+)
+def relocate_batch_task(
+    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
+) -> list[Moved]:
+    """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
+    results = relocate_batch(
+        moves.value,
+        policy,
+        journals,
+        resume=(task_run.run_count or 1) > 1,
+        on_done=report_progress,
+    )
+    counts: dict[str, int] = {}
+    for moved in results:
+        counts[moved.outcome.outcome] = counts.get(moved.outcome.outcome, 0) + 1
+    get_run_logger().info(
+        "batch of %d assets: %s; %d bytes copied",
+        len(moves.value),
+        ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+        sum(m.outcome.bytes for m in results),
+    )
+    return results
