@@ -162,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(check)
     check.set_defaults(handler=_check)
 
+    export = commands.add_parser(
+        "export",
+        help="write the enriched Items as STAC JSON (ItemCollection) or NDJSON",
+        description="The Items a run enriched (<outputs>/items.parquet), as STAC Items that "
+        "pystac and stac-geoparquet read without help.",
+    )
+    export.add_argument("spec", type=Path)
+    export.add_argument("--format", choices=["ndjson", "json"], default="ndjson")
+    export.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
+    export.add_argument(
+        "--target",
+        metavar="NAME",
+        help="the Items with this target's copies promoted (targets.NAME.promote: true)",
+    )
+    export.set_defaults(handler=_export)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of package specs")
     schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
     schema.set_defaults(handler=_schema)
@@ -315,6 +331,15 @@ def _refuse_lock_files_beside_a_spec(args: argparse.Namespace) -> None:
                 f"--lock {name}: with a SPEC, --lock names one of its sources or targets; "
                 f"to validate a lock file, leave out the spec: stacflow check --lock {name}"
             )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from stacflow.flows.export import export_items  # noqa: PLC0415
+
+    count = export_items(args.spec, args.format, args.output, target=args.target)
+    if args.output is not None:
+        print(f"wrote {count} Items to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:
