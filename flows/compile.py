@@ -32,6 +32,7 @@ from stacflow.flows.selection import (
 )
 from stacflow.flows.spec import Source, Spec
 from stacflow.tasks.errors import InputError, PlanConflict
+from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
@@ -317,6 +318,10 @@ def plan_moves(
     conflicts: list[str] = []
     moves: list[Move] = []
     claimed: dict[str, dict[str, tuple[str, str]]] = {t.name: {} for t in targets}
+    adopt = {
+        name: {(r.item_id, r.asset_key): r for r in rows}
+        for name, rows in inputs.adopt_locks.items()
+    }
     seen: set[tuple[str, str]] = set()
     for row in rows:
         key = (row.item_id, row.asset_key)
@@ -352,6 +357,9 @@ def plan_moves(
                 )
                 continue
             location = target_location(target.store, path)
+            adoptable = adopt.get(target.name, {}).get(key)
+            if adoptable and _place(adoptable.location) != _place(location):
+                adoptable = None  # another tool's copy elsewhere (another layout) proves nothing
             legs.append(
                 Leg(
                     target.name,
@@ -359,6 +367,7 @@ def plan_moves(
                     path,
                     LockRow.at(row.item_id, row.asset_key, location),
                     previous.get(target.name, {}).get(key),
+                    adoptable=adoptable,
                 )
             )
         source_store, source_path = source_access(
@@ -458,6 +467,11 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
         fail_fast=options.fail_fast,
         verify=options.verify,
     )
+
+
+def _place(location: Location) -> tuple[str | None, str | None, str | None]:
+    """Where an object is, whichever endpoint a lock wrote for its service."""
+    return (location.store_type, location.store_container, location.key)
 
 
 def _plain_http(store: StoreRef) -> bool:

@@ -37,6 +37,8 @@ class Inputs:
     source_locks: dict[str, list[LockRow]] = field(default_factory=dict)
     stacpkg_locks: frozenset[str] = frozenset()
     """Sources whose rows come from a lock stacpkg wrote: validated with its exact ETags."""
+    adopt_locks: dict[str, list[LockRow]] = field(default_factory=dict)
+    """Per target, the lock of copies another tool made there (`targets.<name>.adopt`)."""
 
     @property
     def base(self) -> Path:
@@ -81,8 +83,21 @@ def load_inputs(
         if (lock_path := base / source.lock if source.lock is not None else package_lock)
         and not written_by_stacflow(lock_path)
     )
+    adopt_locks = {
+        name: _lock(base / target.adopt)
+        for name, target in spec.targets.items()
+        if target.adopt is not None
+    }
     return Inputs(
-        spec, spec_path, lock or [], items, collections, checksums, source_locks, stacpkg_locks
+        spec,
+        spec_path,
+        lock or [],
+        items,
+        collections,
+        checksums,
+        source_locks,
+        stacpkg_locks,
+        adopt_locks,
     )
 
 

@@ -234,6 +234,13 @@ class Target(_Strict):
         "the source's key; or a template using {collection}, {item_id}, {asset_key}, {ext}, "
         "{source_key}, {source_dir}, {source_name}.",
     )
+    adopt: SpecPath | None = Field(
+        default=None,
+        description="A relocated lock of copies another tool already made in this store "
+        "(stacpkg's relocate): a copy at the key this target plans whose size and ETag are "
+        "still its row's (and whose bytes hash to the asset's checksum, where one is known) "
+        "is kept, not copied again. Relative to the spec file.",
+    )
     promote: bool = Field(
         default=False,
         description="Also write <target>.primary.items.parquet, as stacpkg's "
@@ -569,6 +576,7 @@ class Spec(_Strict):
             _input(base, self.stac, ("stac",)),
             _input(base, self.items, ("items",)),
             *(_input(base, s.lock, ("sources", n, "lock")) for n, s in self.sources.items()),
+            *(_input(base, t.adopt, ("targets", n, "adopt")) for n, t in self.targets.items()),
             *(_folder_of(base, s.prefix) for s in self.sources.values() if s.prefix),
             *(
                 _folder_of(base, s.store.endpoint)

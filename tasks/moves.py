@@ -45,6 +45,8 @@ class Leg:
     """The target's facts from a listing made before the batch (None: not listed there)."""
     was_listed: bool = False
     """Whether a listing was made: then `listed` replaces a HEAD, and None means missing."""
+    adoptable: LockRow | None = None
+    """Another tool's lock row (the target's `adopt` lock) for a copy at this very key."""
 
 
 @dataclass(frozen=True, slots=True)

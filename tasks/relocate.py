@@ -138,7 +138,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     pending: list[Leg] = []
     provable = is_sha256_multihash(move.expected_checksum)
     for leg in move.legs:
-        if leg.previous is None and not provable:
+        if leg.previous is None and leg.adoptable is None and not provable:
             pending.append(leg)  # nothing could prove a copy there: no need to look
             continue
         try:
