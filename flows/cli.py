@@ -122,16 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", type=Path)
     _add_targets(plan)
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.add_argument(
+        "--write-locks",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/<name>.assets.lock.parquet: the lock each target (and planned "
+        "source) would have, as stacpkg's `asset-lock relocate --dry-run` writes it",
+    )
     plan.set_defaults(handler=_plan)
 
-    check = commands.add_parser("check", help="validate the spec's locks (no copying)")
-    check.add_argument("spec", type=Path)
+    check = commands.add_parser(
+        "check",
+        help="validate the spec's locks, or any lock file (no copying)",
+        description="With SPEC: validate its locks in a Prefect run (--lock NAME picks sources "
+        "and targets). Without: validate lock files as `stacpkg asset-lock validate` does "
+        "(--lock FILE.parquet), printing its JSON lines; exit 1 if any row is invalid.",
+    )
+    check.add_argument("spec", type=Path, nargs="?", help="the package spec (YAML)")
     check.add_argument(
         "--lock",
         action="append",
         dest="locks",
-        metavar="NAME",
-        help="a source or target to validate (repeatable; default: the spec's list)",
+        metavar="NAME|FILE",
+        help="with SPEC, a source or target to validate (default: the spec's list); without "
+        "SPEC, a lock file (repeatable)",
     )
     check.add_argument(
         "--checksums",
@@ -139,8 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also read the bytes and compare SHA-256",
     )
+    check.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="lock files: permit rows reached over plain http:// (a spec says it per store)",
+    )
+    check.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="lock files: unsigned S3 requests (public buckets)",
+    )
     _add_verbose(check)
     check.set_defaults(handler=_check)
+
+    export = commands.add_parser(
+        "export",
+        help="write the enriched Items as STAC JSON (ItemCollection) or NDJSON",
+        description="The Items a run enriched (<outputs>/items.parquet), as STAC Items that "
+        "pystac and stac-geoparquet read without help.",
+    )
+    export.add_argument("spec", type=Path)
+    export.add_argument("--format", choices=["ndjson", "json"], default="ndjson")
+    export.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
+    export.add_argument(
+        "--target",
+        metavar="NAME",
+        help="the Items with this target's copies promoted (targets.NAME.promote: true)",
+    )
+    export.set_defaults(handler=_export)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of package specs")
     schema.add_argument("-o", "--output", type=Path, help="write it to this file instead")
@@ -239,12 +279,15 @@ def _plan(args: argparse.Namespace) -> int:
     # Only a Prefect Secret block needs an API here: then one server, ready before any thread.
     with prefect_api(temporary=bool(secret_blocks(load_spec(args.spec)))) as api:
         api.ready()
-        report, conflicted = plan_report(args.spec, args.targets)
+        report, conflicted = plan_report(args.spec, args.targets, write_locks=args.write_locks)
     print(scrub(json.dumps(report.as_json(), indent=2) if args.json else report.text()))
     return 2 if conflicted else 0
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.spec is None:
+        return _check_lock_files(args)
+    _refuse_lock_files_beside_a_spec(args)
     _preflight(args.spec, None, locks=args.locks or [])
     with prefect_api() as api:
         from stacflow.flows.validate import validate_package  # noqa: PLC0415
@@ -256,6 +299,54 @@ def _check(args: argparse.Namespace) -> int:
                 spec_path=str(args.spec), locks=args.locks, checksums=args.checksums
             )
     print(result["summary"].text_for_command(args.began))
+    return 0
+
+
+def _check_lock_files(args: argparse.Namespace) -> int:
+    """`check --lock FILE.parquet` without a spec: stacpkg's validate lines, exit 1 if invalid."""
+    from stacflow.flows.lockcheck import check_lock_files  # noqa: PLC0415
+    from stacflow.tasks.access import Access  # noqa: PLC0415
+
+    if not args.locks:
+        raise UsageError("check needs a SPEC, or lock files to validate: --lock FILE.parquet")
+    missing = [name for name in args.locks if not Path(name).is_file()]
+    if missing:
+        raise UsageError(
+            f"--lock {missing[0]}: no such lock file (without a SPEC, --lock names lock files; "
+            "to validate a spec's source or target by name, give the spec first)"
+        )
+    access = Access(allow_http=args.allow_http, anonymous=args.anonymous)
+    rows, invalid = check_lock_files(
+        [Path(name) for name in args.locks],
+        checksums=bool(args.checksums),
+        access=access,
+        out=sys.stdout,
+    )
+    print(f"{rows} rows validated, {invalid} invalid", file=sys.stderr)
+    return 1 if invalid else 0
+
+
+def _refuse_lock_files_beside_a_spec(args: argparse.Namespace) -> None:
+    """With a spec, --lock names a source or target: a path would be read as neither."""
+    if args.allow_http or args.anonymous:
+        raise UsageError(
+            "--allow-http and --anonymous are for lock files checked without a SPEC; "
+            "a spec says them in each store's settings"
+        )
+    for name in args.locks or []:
+        if "/" in name or (name.endswith(".parquet") and Path(name).is_file()):
+            raise UsageError(
+                f"--lock {name}: with a SPEC, --lock names one of its sources or targets; "
+                f"to validate a lock file, leave out the spec: stacflow check --lock {name}"
+            )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from stacflow.flows.export import export_items  # noqa: PLC0415
+
+    count = export_items(args.spec, args.format, args.output, target=args.target)
+    if args.output is not None:
+        print(f"wrote {count} Items to {args.output}", file=sys.stderr)
     return 0
 
 

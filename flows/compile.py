@@ -7,15 +7,20 @@ so that `stacflow plan` and `stacflow run` agree, and a run never stops half-way
 
 from __future__ import annotations
 
-import posixpath
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.layouts import (
+    fits_store,
+    nesting_conflicts,
+    shown_key,
+    target_location,
+    target_path,
+)
+from stacflow.flows.planned import plan_source_locks
 from stacflow.flows.selection import (
     NotSelected,
     SourceMap,
@@ -28,13 +33,11 @@ from stacflow.flows.selection import (
 from stacflow.flows.spec import Source, Spec
 from stacflow.tasks.errors import InputError, PlanConflict
 from stacflow.tasks.locations import Location
-from stacflow.tasks.locks import LockRow
+from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
-from stacflow.tasks.stores import Endpoint, StoreRef, backend, backend_for, capabilities
-
-SAFE_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
+from stacflow.tasks.stores import Endpoint, StoreRef, backend_for, capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,17 @@ class TargetPlan:
     name: str
     store: StoreRef
     alternate_key: str
-    alternate_name: str
+    alternate_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockAlternate:
+    """A source's lock (read or planned) that the Items gain as an alternate; no byte moves."""
+
+    source: str
+    key: str
+    name: str | None
+    rows: tuple[LockRow, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,10 @@ class Plan:
     without_item: tuple[str, ...] = field(default=())
     """`item/asset` of relocated assets whose Item the items table lacks: no alternate for them."""
     conflicts: tuple[str, ...] = field(default=())
+    planned_locks: dict[str, tuple[LockRow, ...]] = field(default_factory=dict)
+    """The lock of each planned source (`sources.<name>.plan`), as stacpkg's dry run plans it."""
+    lock_alternates: tuple[LockAlternate, ...] = field(default=())
+    """Sources whose rows for the selected assets the Items gain as alternates."""
 
     @property
     def bytes(self) -> int:
@@ -118,7 +135,8 @@ def compile_plan(
 ) -> Plan:
     """`validate` and `checksums` override the spec's validate section (scheduled checks)."""
     spec = inputs.spec
-    conflicts: list[str] = []
+    planned, conflicts = plan_source_locks(inputs)
+    inputs = replace(inputs, source_locks={**inputs.source_locks, **planned})
     selected, not_selected = select_rows(spec, inputs.lock, inputs.collections)
     sources = SourceMap(spec, inputs.base, inputs.source_locks)
     source_name = spec.relocate_source
@@ -203,6 +221,23 @@ def compile_plan(
             if inputs.items_path is not None and m.source.item_id not in inputs.collections
         ),
         conflicts=tuple(conflicts),
+        planned_locks={name: tuple(rows) for name, rows in planned.items()},
+        lock_alternates=tuple(
+            LockAlternate(
+                name,
+                spec.alternate_key(name),
+                spec.alternate_name(name),
+                tuple(
+                    source_rows(
+                        name,
+                        spec.sources[name],
+                        [row for row in selected if _covers(sources, name, row)],
+                        inputs,
+                    )
+                ),
+            )
+            for name in spec.lock_alternates
+        ),
     )
 
 
@@ -210,8 +245,8 @@ def source_rows(
     name: str, source: Source, covered: Sequence[LockRow], inputs: Inputs
 ) -> list[LockRow]:
     """The rows to read for the package rows a source covers: those rows themselves, or for a
-    source with its own lock, that lock's rows for the same assets."""
-    if source.lock is None:
+    source with its own lock (read or planned), that lock's rows for the same assets."""
+    if source.lock is None and source.plan is None:
         return list(covered)
     wanted = {(r.item_id, r.asset_key) for r in covered}
     return [r for r in inputs.source_locks[name] if (r.item_id, r.asset_key) in wanted]
@@ -242,10 +277,12 @@ def source_access(
     compare &= can.facts
     if can.endpoint is Endpoint.MIRROR and access.endpoint:
         if source.prefix and under(row.href, source.prefix):
-            path = unquote(row.href[len(source.prefix.rstrip("/")) :].lstrip("/"))
+            path = row.href[len(source.prefix.rstrip("/")) :].lstrip("/")
         else:
             path = row.key or ""
-        return mirror_store(access.endpoint, source, chunk_size, base), path
+        mirror = mirror_store(access.endpoint, source, chunk_size, base)
+        # A mirror origin gets the key as written; a folder holds the names an origin decodes.
+        return mirror, unquote(path) if capabilities(mirror).file_system else path
     if can.endpoint is Endpoint.SERVICE and not access.endpoint and row.store_endpoint_url:
         access = access.model_copy(update={"endpoint": row.store_endpoint_url})
     if can.file_system:
@@ -281,6 +318,10 @@ def plan_moves(
     conflicts: list[str] = []
     moves: list[Move] = []
     claimed: dict[str, dict[str, tuple[str, str]]] = {t.name: {} for t in targets}
+    adopt = {
+        name: {(r.item_id, r.asset_key): r for r in rows}
+        for name, rows in inputs.adopt_locks.items()
+    }
     seen: set[tuple[str, str]] = set()
     for row in rows:
         key = (row.item_id, row.asset_key)
@@ -291,11 +332,11 @@ def plan_moves(
             )
             continue
         seen.add(key)
-        missing = [f for f in ("store_type", "key") if not getattr(row, f)]
+        missing = missing_fields(row)
         if missing:
             conflicts.append(
                 f"source {source_name}: {row.item_id}/{row.asset_key}: "
-                f"missing fields: {', '.join(missing)}"
+                f"missing fields: {','.join(missing)}"
             )
             continue
         legs = []
@@ -312,10 +353,13 @@ def plan_moves(
             if owner != key:
                 conflicts.append(
                     f"target {target.name}: {owner[0]}/{owner[1]} and {row.item_id}/"
-                    f"{row.asset_key} both map to {_shown(target.store, path)}"
+                    f"{row.asset_key} both map to {shown_key(target.store, path)}"
                 )
                 continue
-            location = _target_location(target.store, path)
+            location = target_location(target.store, path)
+            adoptable = adopt.get(target.name, {}).get(key)
+            if adoptable and _place(adoptable.location) != _place(location):
+                adoptable = None  # another tool's copy elsewhere (another layout) proves nothing
             legs.append(
                 Leg(
                     target.name,
@@ -323,6 +367,7 @@ def plan_moves(
                     path,
                     LockRow.at(row.item_id, row.asset_key, location),
                     previous.get(target.name, {}).get(key),
+                    adoptable=adoptable,
                 )
             )
         source_store, source_path = source_access(
@@ -344,78 +389,26 @@ def plan_moves(
             )
         )
     for target in targets:
-        conflicts.extend(_nesting_conflicts(target.name, target.store, claimed[target.name]))
-    return tuple(moves), conflicts
-
-
-def target_path(layout: str, row: LockRow, collection: str | None) -> str:
-    """The key under the target root; raises ValueError when it could not stay under it."""
-    source_key = (row.key or "").lstrip("/")
-    name = posixpath.basename(source_key)
-    ext = safe_segment(posixpath.splitext(name)[1]) if posixpath.splitext(name)[1] else ""
-    if layout == "item-asset":
-        path = f"{safe_segment(row.item_id)}/{safe_segment(row.asset_key)}{ext}"
-    elif layout == "source-key":
-        path = source_key
-    else:
-        path = layout.format(
-            collection=safe_segment(collection or "no-collection"),
-            item_id=safe_segment(row.item_id),
-            asset_key=safe_segment(row.asset_key),
-            ext=ext,
-            source_key=source_key,
-            source_dir=posixpath.dirname(source_key),
-            source_name=name,
+        conflicts.extend(
+            nesting_conflicts(f"target {target.name}", target.store, claimed[target.name])
         )
-    return checked_path(path)
-
-
-def safe_segment(value: str) -> str:
-    """stacpkg's rule (characters outside [A-Za-z0-9._=-] become _), plus: no all-dot segment."""
-    cleaned = SAFE_CHARS.sub("_", value)
-    if not cleaned.strip("."):
-        cleaned = cleaned.replace(".", "_") or "_"
-    return cleaned
-
-
-def checked_path(path: str) -> str:
-    """Refuse a key that is empty, absolute, climbs with `..`, or holds control characters."""
-    if path.startswith("/"):
-        raise ValueError(f"key {path!r} is absolute")
-    parts = path.split("/")
-    if not path or any(part in {"", ".", ".."} for part in parts):
-        raise ValueError(f"key {path!r} would not stay under the target root")
-    if any(unicodedata.category(c) == "Cc" for c in path):
-        raise ValueError(f"key {path!r} holds control characters")
-    return path
-
-
-def fits_store(store: StoreRef, path: str) -> None:
-    """Refuse keys the store cannot hold: at plan time, not one failed asset at a time."""
-    can = capabilities(store)
-    if can.max_name_bytes is not None:
-        long = [part for part in path.split("/") if len(part.encode()) > can.max_name_bytes]
-        if long:
-            raise ValueError(
-                f"key segment {long[0]!r} is longer than {can.max_name_bytes} bytes, "
-                "which no file system holds"
-            )
-    if can.max_key_bytes is not None and len(f"{store.root}/{path}".encode()) > can.max_key_bytes:
-        raise ValueError(f"key {path!r} is longer than {can.max_key_bytes} bytes")
+    return tuple(moves), conflicts
 
 
 def source_checks(name: str, spec: Spec, rows: Iterable[LockRow], inputs: Inputs) -> list[Check]:
     """Checks of a source lock; a row without a checksum is held to the one its provider
-    published on the Item (`file:checksum`), if any."""
+    published on the Item (`file:checksum`), if any; a stacpkg lock's ETags are compared as
+    stacpkg compares them."""
     source = spec.sources[name]
     checks = []
     for row in rows:
         store, path = source_access(row, source, spec.relocate.chunk_size, inputs.base)
         published = inputs.provider_checksums.get((row.item_id, row.asset_key))
+        exact = name in inputs.stacpkg_locks
         if row.file_checksum or not published:
-            checks.append(Check(row, store, path))
+            checks.append(Check(row, store, path, exact_etag=exact))
         else:
-            checks.append(Check(row, store, path, published, "items"))
+            checks.append(Check(row, store, path, published, "items", exact_etag=exact))
     return checks
 
 
@@ -423,7 +416,7 @@ def derive_checks(spec: Spec, rows: Sequence[LockRow], base: Path) -> list[Check
     """HEAD each asset of lock-less Items through the first source that stands for it; an asset
     no source stands for is refused first (a run reads only the stores its spec declares)."""
     sources = SourceMap(spec, base, {})
-    names = [name for name, source in spec.sources.items() if source.lock is None]
+    names = [n for n, s in spec.sources.items() if s.lock is None and s.plan is None]
     checks, outside = [], []
     for row in rows:
         source = next((spec.sources[n] for n in names if sources.covers(n, row)), None)
@@ -476,40 +469,9 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
     )
 
 
-def _target_location(store: StoreRef, path: str) -> Location:
-    written = backend(store.kind)
-    store_type = written.store_types[0]
-    if written.capabilities.file_system:
-        return Location(store_type, None, None, str(Path(store.root) / path))
-    key = f"{store.root}/{path}" if store.root else path
-    return Location(store_type, store.container, store.access.endpoint, key)
-
-
-def _nesting_conflicts(
-    target: str, store: StoreRef, claimed: dict[str, tuple[str, str]]
-) -> list[str]:
-    """On a file system a key cannot be both a file and a folder (`a/b` and `a/b/c.tif`)."""
-    if not capabilities(store).file_system:
-        return []
-    folders = {posixpath.dirname(p) for p in claimed} - {""}
-    parents = {f for folder in folders for f in _ancestors(folder)}
-    return [
-        f"target {target}: {'/'.join(claimed[p])} maps to {_shown(store, p)}, "
-        "which other assets need as a folder"
-        for p in sorted(set(claimed) & parents)
-    ]
-
-
-def _ancestors(folder: str) -> Iterable[str]:
-    while folder:
-        yield folder
-        folder = posixpath.dirname(folder)
-
-
-def _shown(store: StoreRef, path: str) -> str:
-    if capabilities(store).file_system:
-        return str(Path(store.root) / path)
-    return _target_location(store, path).href
+def _place(location: Location) -> tuple[str | None, str | None, str | None]:
+    """Where an object is, whichever endpoint a lock wrote for its service."""
+    return (location.store_type, location.store_container, location.key)
 
 
 def _plain_http(store: StoreRef) -> bool:

@@ -17,7 +17,7 @@ from stacflow.flows.spec import Spec
 from stacflow.flows.specfile import Loc, load_model
 from stacflow.tasks.errors import UsageError
 from stacflow.tasks.items import read_items_table
-from stacflow.tasks.locks import LockRow, read_lock
+from stacflow.tasks.locks import LockRow, read_lock, written_by_stacflow
 from stacflow.tasks.moves import Record
 from stacflow.tasks.outputs import OutputPaths
 from stacflow.tasks.state import journal_path, read_records
@@ -35,6 +35,10 @@ class Inputs:
     collections: dict[str, str | None] = field(default_factory=dict)
     provider_checksums: dict[tuple[str, str], str] = field(default_factory=dict)
     source_locks: dict[str, list[LockRow]] = field(default_factory=dict)
+    stacpkg_locks: frozenset[str] = frozenset()
+    """Sources whose rows come from a lock stacpkg wrote: validated with its exact ETags."""
+    adopt_locks: dict[str, list[LockRow]] = field(default_factory=dict)
+    """Per target, the lock of copies another tool made there (`targets.<name>.adopt`)."""
 
     @property
     def base(self) -> Path:
@@ -72,7 +76,29 @@ def load_inputs(
         for name, source in spec.sources.items()
         if source.lock is not None
     }
-    return Inputs(spec, spec_path, lock or [], items, collections, checksums, source_locks)
+    package_lock = base / spec.package / PACKAGE_LOCK if spec.package is not None else None
+    stacpkg_locks = frozenset(
+        name
+        for name, source in spec.sources.items()
+        if (lock_path := base / source.lock if source.lock is not None else package_lock)
+        and not written_by_stacflow(lock_path)
+    )
+    adopt_locks = {
+        name: _lock(base / target.adopt)
+        for name, target in spec.targets.items()
+        if target.adopt is not None
+    }
+    return Inputs(
+        spec,
+        spec_path,
+        lock or [],
+        items,
+        collections,
+        checksums,
+        source_locks,
+        stacpkg_locks,
+        adopt_locks,
+    )
 
 
 def _lock(path: Path) -> list[LockRow]:

@@ -21,6 +21,7 @@ from stacflow.flows.inputs import (
     previous_records,
     unwritten_locks,
 )
+from stacflow.flows.planned import write_planned_locks
 from stacflow.flows.selection import EXAMPLES, NotSelected, counted, without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.tasks.derive import derive_facts, locate_assets
@@ -152,14 +153,21 @@ class PlanReport:
         return "\n".join(lines)
 
 
-def plan_report(spec_path: Path, targets: Sequence[str] | None) -> tuple[PlanReport, bool]:
+def plan_report(
+    spec_path: Path, targets: Sequence[str] | None, *, write_locks: Path | None = None
+) -> tuple[PlanReport, bool]:
+    """`write_locks`: also write the lock each target (and planned source) would have there,
+    as stacpkg's `relocate --dry-run` would; not when the plan has conflicts."""
     spec = load_spec(spec_path)
     inputs = _inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs), targets)
     owner = Owner.of(spec.name, inputs.outputs)
     owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
     plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
-    return _report(plan, survey(plan.moves, plan.policy.workers)), bool(plan.conflicts)
+    report = _report(plan, survey(plan.moves, plan.policy.workers))
+    if write_locks is not None and not plan.conflicts:
+        report.notes += [f"planned lock: {path}" for path in write_planned_locks(plan, write_locks)]
+    return report, bool(plan.conflicts)
 
 
 def _inputs(spec_path: Path, spec: Spec) -> Inputs:

@@ -40,6 +40,7 @@ from stacflow.tasks.outputs import (
     KeptTarget,
     OutputPaths,
     Promotion,
+    alternates_of,
     write_package,
     write_validation,
 )
@@ -260,10 +261,21 @@ def copied_to(target: str, outcomes: Sequence[Outcome]) -> bool:
 def enrich_items(
     plan: Plan, inputs: Inputs, locks: dict[str, list[LockRow]], alternates: list[Alternate]
 ) -> PrefectFuture[list[Path]] | None:
-    """The items with their new alternates, written while the locks validate (neither needs
-    the other); None when there are no items or no targets."""
-    if not plan.targets or inputs.items_path is None:
+    """The items with their new alternates (the targets', and the locks of sources that add
+    one), written while the locks validate (neither needs the other); planned source locks are
+    written first. None when there are no items, or nothing to add."""
+    if not (plan.targets or plan.planned_locks or plan.lock_alternates):
         return None
+    if inputs.items_path is None:
+        return None
+    alternates = [
+        *alternates,
+        *(
+            a
+            for lock in plan.lock_alternates
+            for a in alternates_of(lock.rows, lock.key, lock.name)
+        ),
+    ]
     spec = inputs.spec
     promotions = [
         Promotion(name, spec.alternate_key(name))
@@ -282,6 +294,7 @@ def enrich_items(
         Opaque(alternates),
         promotions,
         kept=kept,
+        planned=Opaque(plan.planned_locks),
     )
 
 

@@ -76,7 +76,7 @@ class SourceMap:
         self.locked = {
             name: {(r.item_id, r.asset_key) for r in source_locks.get(name, [])}
             for name, source in spec.sources.items()
-            if source.lock is not None
+            if source.lock is not None or source.plan is not None
         }
         self.folders = [
             path.resolve()
@@ -98,7 +98,7 @@ class SourceMap:
         return self._covers(name, self.sources[name], row, row.href)
 
     def _covers(self, name: str, source: Source, row: LockRow, href: str) -> bool:
-        if source.lock is not None:
+        if name in self.locked:  # a lock read from a file, or planned from the package's
             return (row.item_id, row.asset_key) in self.locked[name]
         if source.prefix is not None:
             return under(href, self.prefixes[name])
@@ -182,6 +182,8 @@ def nothing_to_relocate(
         return f"source {name}: select leaves none of the {locked} locked assets"
     if source.lock is not None:
         return f"source {name}: its lock {source.lock} has no row for the selected assets"
+    if source.plan is not None:
+        return f"source {name}: its planned lock has no row for the selected assets"
     if source.prefix is not None:
         example = next((row.href for row in selected if _has_href(row)), None)
         seen = f"; hrefs look like {shown_href(example)}" if example else ""

@@ -105,6 +105,17 @@ class Source(_Strict):
         description="Another asset lock describing the same assets elsewhere "
         "(e.g. the S3-shaped lock). Relative to the spec file.",
     )
+    plan: PlannedLock | None = Field(
+        default=None,
+        description="Or: the same bytes are already at another store, laid out as a layout "
+        "places them; the lock is planned as `stacpkg asset-lock relocate --dry-run` plans it "
+        "(sizes kept, no byte moved).",
+    )
+    alternate: AlternateName | None = Field(
+        default=None,
+        description="With lock or plan: add these locations to the Items as asset.alternate "
+        "(as `stacpkg items enrich --alternate-key`), without copying anything.",
+    )
     store: Access = Field(default_factory=Access, description="How to reach this source's store.")
     compare: list[Literal["size", "etag", "last_modified"]] = Field(
         default_factory=lambda: ["size", "etag", "last_modified"],
@@ -122,8 +133,18 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
-        if self.prefix is not None and self.lock is not None:
-            raise SpecFieldError(("lock",), "give either prefix or lock, not both")
+        kinds = [kind for kind in ("prefix", "lock", "plan") if getattr(self, kind) is not None]
+        if len(kinds) > 1:
+            raise SpecFieldError(
+                (kinds[1],),
+                f"give one of prefix, lock and plan, not {kinds[0]} and {kinds[1]} together",
+            )
+        if self.alternate is not None and self.lock is None and self.plan is None:
+            raise SpecFieldError(
+                ("alternate",),
+                "only a source with a lock or a plan adds an alternate: the rows a prefix "
+                "stands for are the Items' own hrefs",
+            )
         if (
             self.prefix is not None
             and urlsplit(self.prefix).scheme == "http"
@@ -143,7 +164,8 @@ class AlternateName(_Strict):
     name: str | None = Field(
         default=None,
         min_length=1,
-        description="The alternate's `alternate:name` (default: the key).",
+        description="The alternate's `alternate:name` (default: none, as stacpkg's items "
+        "enrich writes it).",
     )
 
 
@@ -166,6 +188,36 @@ Layout = Annotated[
 """A named layout or a key template; the editor's schema knows the template's field names."""
 
 
+class PlannedLock(_Strict):
+    """Where another store already holds the assets, as stacpkg's relocate --dry-run plans it."""
+
+    store: TargetStore = Field(
+        description="The store that holds the copies, as a target's: {type: s3, bucket: ..., "
+        "prefix: ..., endpoint: ...} or {type: file, root: ...}. Only its location is used "
+        "(written into the lock); the source's own store settings say how to reach it."
+    )
+    layout: Layout = Field(
+        default="item-asset",
+        description="Where each asset is in that store, as for a target (source-key: at the "
+        "same key as in the package lock).",
+    )
+    from_: Name | None = Field(
+        default=None,
+        alias="from",
+        description="The source whose rows are planned (default: the first source with "
+        "neither lock nor plan).",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, validate_default=True
+    )
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        return Target._known_layout(value)  # noqa: SLF001 - one rule for both kinds of layout
+
+
 class Target(_Strict):
     """Storage the team controls, that receives a copy of every relocated asset."""
 
@@ -181,6 +233,13 @@ class Target(_Strict):
         description="item-asset: <root>/<item_id>/<asset_key><ext> (as stacpkg); source-key: "
         "the source's key; or a template using {collection}, {item_id}, {asset_key}, {ext}, "
         "{source_key}, {source_dir}, {source_name}.",
+    )
+    adopt: SpecPath | None = Field(
+        default=None,
+        description="A relocated lock of copies another tool already made in this store "
+        "(stacpkg's relocate): a copy at the key this target plans whose size and ETag are "
+        "still its row's (and whose bytes hash to the asset's checksum, where one is known) "
+        "is kept, not copied again. Relative to the spec file.",
     )
     promote: bool = Field(
         default=False,
@@ -455,16 +514,38 @@ class Spec(_Strict):
                         f"no source or target named {name!r} (known: {', '.join(sorted(known))})",
                     )
         keys: dict[str, str] = {}
-        for name in self.targets:
+        for name in [*self.lock_alternates, *self.targets]:
             key = self.alternate_key(name)
             if key in keys:
+                kind = "targets" if name in self.targets else "sources"
                 raise SpecFieldError(
-                    ("targets", name, "alternate", "key"),
-                    f"alternate key {key!r} is already used by target {keys[key]!r}",
+                    (kind, name, "alternate", "key"),
+                    f"alternate key {key!r} is already used by {keys[key]}",
                 )
-            keys[key] = name
+            keys[key] = f"{'target' if name in self.targets else 'source'} {name!r}"
+        self._check_plans()
         self._check_buckets()
         return self
+
+    def _check_plans(self) -> None:
+        """A planned lock maps the rows of a source that stands for the package lock's own."""
+        plain = [n for n, s in self.sources.items() if s.lock is None and s.plan is None]
+        for name, source in self.sources.items():
+            if source.plan is None:
+                continue
+            wanted = source.plan.from_
+            if wanted is None and not plain:
+                raise SpecFieldError(
+                    ("sources", name, "plan"),
+                    "a planned lock maps the rows of a source with neither lock nor plan; "
+                    "the spec has none",
+                )
+            if wanted is not None and wanted not in plain:
+                raise SpecFieldError(
+                    ("sources", name, "plan", "from"),
+                    f"expected a source with neither lock nor plan ({', '.join(plain) or 'none'}),"
+                    f" got {wanted!r}",
+                )
 
     def _check_buckets(self) -> None:
         """Two targets writing under one key prefix would overwrite each other's copies."""
@@ -495,11 +576,17 @@ class Spec(_Strict):
             _input(base, self.stac, ("stac",)),
             _input(base, self.items, ("items",)),
             *(_input(base, s.lock, ("sources", n, "lock")) for n, s in self.sources.items()),
+            *(_input(base, t.adopt, ("targets", n, "adopt")) for n, t in self.targets.items()),
             *(_folder_of(base, s.prefix) for s in self.sources.values() if s.prefix),
             *(
                 _folder_of(base, s.store.endpoint)
                 for s in self.sources.values()
                 if s.store.endpoint
+            ),
+            *(
+                Path(s.plan.store.ref(base).root)
+                for s in self.sources.values()
+                if s.plan is not None and backend(s.plan.store.type).capabilities.file_system
             ),
         ]
         inputs = [path.resolve() for path in inputs if path is not None]
@@ -522,14 +609,34 @@ class Spec(_Strict):
                 roots[root] = name
         return self
 
-    def alternate_key(self, target: str) -> str:
-        """The key in asset.alternate: alternate.key, else the target's name."""
-        return self.targets[target].alternate.key or target
+    def alternate_key(self, name: str) -> str:
+        """The key in asset.alternate of a target (or a source's alternate): alternate.key,
+        else the target's (or source's) name."""
+        return self._alternate(name).key or name
 
-    def alternate_name(self, target: str) -> str:
-        """The alternate's `alternate:name`: alternate.name, else its key."""
-        alternate = self.targets[target].alternate
-        return alternate.name or alternate.key or target
+    def alternate_name(self, name: str) -> str | None:
+        """The alternate's `alternate:name`, only where the spec gives one: stacpkg's `items
+        enrich` writes none, and the Items must read the same as its."""
+        return self._alternate(name).name
+
+    def _alternate(self, name: str) -> AlternateName:
+        if name in self.targets:
+            return self.targets[name].alternate
+        return self.sources[name].alternate or AlternateName()
+
+    def planned_from(self, name: str) -> str:
+        """The source whose rows a planned source's lock maps: plan.from, else the first
+        source with neither lock nor plan (the spec's checks make sure there is one)."""
+        plan = self.sources[name].plan
+        assert plan is not None
+        return plan.from_ or next(
+            n for n, s in self.sources.items() if s.lock is None and s.plan is None
+        )
+
+    @property
+    def lock_alternates(self) -> list[str]:
+        """Sources whose lock (read or planned) the Items gain as an alternate."""
+        return [name for name, source in self.sources.items() if source.alternate is not None]
 
     @property
     def relocate_source(self) -> str:

@@ -1,8 +1,12 @@
-"""Asset href ⇄ lock location, as stacpkg's table has it but with percent-encoding done right.
+"""Asset href ⇄ lock location, as stacpkg 0.1.4 writes and reads them.
 
-stacpkg 0.1.4 keeps keys percent-encoded and encodes them again when it rebuilds an href, and it
-resolves relative paths against `/`. Here a key is always the decoded object name, an href is
-always encoded exactly once, and a relative path needs an explicit base.
+A lock's `key` is the object's name as the href writes it, never decoded or encoded again: for
+http(s) the URL's path as written (`scene%2001/ortho%20image.tif`, sent to the origin as is), for
+s3/gs/az the object key itself (obstore takes the string verbatim), for a file the absolute
+path. `to_href` is stacpkg's `href_from_location`: the key joined unchanged to its container, a
+file path encoded as `Path.as_uri()` does. Two departures: a `file://` href is decoded into the
+path it names (stacpkg keeps `%20` in the key, then looks for a file with `%2520` in its
+name), and a relative path needs an explicit base (stacpkg resolves it against `/`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stacflow.tasks.errors import InputError, redact
 
@@ -23,8 +28,6 @@ STORE_TYPES = ("file", "s3", "gs", "az", "http", "https")
 _ALIASES = {"local": "file", "s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az"}
 _BUCKET_TYPES = ("s3", "gs", "az")
 _HTTP_TYPES = ("http", "https")
-# RFC 3986 pchar outside `unreserved` (which `quote` always keeps), plus the path separator.
-_PATH_SAFE = "/!$&'()*+,;=:@"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _USERINFO = re.compile(r"^(?P<scheme>[^:/?#]+://)[^/?#]*@")
 
@@ -85,7 +88,7 @@ def parse_href(href: str, *, base: Path | None = None) -> Location:
 
 
 def to_href(loc: Location) -> str:
-    """Rebuild the href a location stands for, percent-encoding the key exactly once."""
+    """The href a location stands for, as stacpkg rebuilds it: the key as written."""
     store_type = normalise_store_type(loc.store_type)
     missing = []
     if store_type is None:
@@ -100,16 +103,39 @@ def to_href(loc: Location) -> str:
     if store_type == "file":
         if not loc.key.startswith("/"):
             raise InputError(f"location {_describe(loc)}: a file key must be an absolute path")
-        return "file://" + _encode(loc.key)
+        return PurePosixPath(loc.key).as_uri()
     if store_type in _BUCKET_TYPES:
-        return f"{store_type}://{loc.store_container}/{_encode(loc.key)}"
+        return f"{store_type}://{loc.store_container}/{loc.key}"
     if loc.key == "":
         return str(loc.store_container)
-    return f"{str(loc.store_container).rstrip('/')}/{_encode(loc.key)}"
+    return f"{str(loc.store_container).rstrip('/')}/{loc.key}"
 
 
-def _encode(key: str) -> str:
-    return quote(key, safe=_PATH_SAFE, encoding="utf-8", errors="strict")
+def unsigned(loc: Location) -> Location:
+    """The location a signed URL signs, for a table stacflow writes.
+
+    A query string on an http(s) href is taken for a signature (stacflow never keeps one: it
+    cannot tell a signature from the rest), so a signed URL, which stacpkg locks whole in
+    `store_container` with the key "", becomes the row of the same href unsigned: its origin and
+    its path. Any tool resolves such a row; re-sign it to fetch a private object (docs/spec.md,
+    "Signed URLs").
+    """
+    if loc.store_type not in _HTTP_TYPES or not loc.store_container:
+        return loc
+    parts = urlsplit(loc.store_container)
+    if not parts.query:
+        return loc
+    origin = f"{parts.scheme}://{parts.netloc}"
+    key = loc.key or _strip_slash(parts.path)
+    return Location(loc.store_type, origin, loc.store_endpoint_url, key)
+
+
+def unsigned_href(href: str) -> str:
+    """An http(s) href without its query string (see `unsigned`); any other href as given."""
+    parts = urlsplit(href)
+    if parts.scheme.lower() not in _HTTP_TYPES or not parts.query:
+        return href
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _resolve_relative(href: str, base: Path | None) -> str:
@@ -138,7 +164,7 @@ def _parse_bucket(href: str, parts: SplitResult, store_type: str) -> Location:
         raise InputError(f"asset href {_shown(href)}: no bucket or container after '://'")
     if parts.query:
         raise InputError(f"asset href {_shown(href)}: a {store_type} href cannot carry a query")
-    key = _decoded(href, _strip_slash(parts.path))
+    key = _strip_slash(parts.path)
     if not key:
         raise InputError(f"asset href {_shown(href)}: no object key after the {store_type} bucket")
     return Location(store_type, parts.netloc, None, key)
@@ -157,7 +183,7 @@ def _parse_http(href: str, parts: SplitResult, scheme: str) -> Location:
     if parts.fragment:
         raise InputError(f"asset href {_shown(href)}: a '#' fragment names no object")
     origin = f"{scheme}://{parts.netloc.lower()}"
-    return Location(scheme, origin, None, _decoded(href, _strip_slash(parts.path)))
+    return Location(scheme, origin, None, _strip_slash(parts.path))
 
 
 def _strip_slash(path: str) -> str:

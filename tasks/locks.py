@@ -7,7 +7,7 @@ with one more column at the end.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from stacflow.tasks.atomic import atomic_write
 from stacflow.tasks.errors import MAX_DETAIL, InputError, shorten, strip_url_secrets
-from stacflow.tasks.locations import Location, normalise_store_type, to_href
+from stacflow.tasks.locations import Location, normalise_store_type, to_href, unsigned
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -37,8 +37,12 @@ LOCK_SCHEMA = pa.schema(
     [*STACPKG_LOCK_FIELDS, pa.field("file_checksum", pa.string())], metadata=LOCK_METADATA
 )
 LOCK_COLUMNS = tuple(LOCK_SCHEMA.names)
-# stacpkg treats the three fact columns as optional; `file_checksum` is ours and optional too.
-REQUIRED_COLUMNS = LOCK_COLUMNS[:6]
+# stacpkg reads a lock without any of the other columns (their values are null); a lock without
+# a store type or a key locates nothing, so those two are required here too.
+REQUIRED_COLUMNS = ("item_id", "asset_key", "store_type", "key")
+OPTIONAL_COLUMNS = tuple(name for name in LOCK_COLUMNS if name not in REQUIRED_COLUMNS)
+_HTTP_TYPES = frozenset({"http", "https"})
+_CONTAINER_TYPES = frozenset({"s3", "gs", "az", *_HTTP_TYPES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +81,31 @@ class LockRow:
         )
 
 
+def missing_fields(row: LockRow) -> list[str]:
+    """The location fields a row lacks, in stacpkg's order and by its rules: an http(s) row's
+    key may be "" (stacpkg locks a signed URL as its whole href in `store_container`)."""
+    if not row.store_type:
+        return ["store_type"]
+    missing = []
+    if row.store_type in _CONTAINER_TYPES and not row.store_container:
+        missing.append("store_container")
+    if row.key is None or (row.key == "" and row.store_type not in _HTTP_TYPES):
+        missing.append("key")
+    return missing
+
+
 def read_lock(path: Path) -> list[LockRow]:
     """Read a lock written by stacpkg or by us; a user's bad file becomes one clear InputError."""
     return rows_from_table(read_parquet(path, "an asset lock parquet file"), source=str(path))
+
+
+def written_by_stacflow(path: Path) -> bool:
+    """Whether a lock file is one stacflow wrote: it has the `file_checksum` column, which
+    stacpkg 0.1.4 never writes and drops whenever it rewrites a lock."""
+    try:
+        return "file_checksum" in pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return False
 
 
 def read_parquet(path: Path, expected: str) -> pa.Table:
@@ -106,7 +132,7 @@ def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
         raise InputError(
             f"{source}: missing column{'s' if len(missing) > 1 else ''} {listed} "
             f"(an asset lock needs {', '.join(REQUIRED_COLUMNS)}; "
-            f"{', '.join(LOCK_COLUMNS[6:])} are optional)"
+            f"{', '.join(OPTIONAL_COLUMNS)} are optional)"
         )
     repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if set(repeated) & set(LOCK_COLUMNS):
@@ -150,6 +176,7 @@ def lock_table(rows: Iterable[LockRow]) -> pa.Table:
                 f"lock row {index}: item_id and asset_key are required, "
                 f"got {row.item_id!r} and {row.asset_key!r}"
             )
+    rows = [_unsigned(row) for row in rows]
     columns = {name: [getattr(row, name) for row in rows] for name in LOCK_COLUMNS}
     for name in ("store_container", "store_endpoint_url"):
         columns[name] = [_without_query(value) for value in columns[name]]
@@ -159,6 +186,14 @@ def lock_table(rows: Iterable[LockRow]) -> pa.Table:
 
 def write_lock(path: Path, rows: Iterable[LockRow]) -> None:
     table = lock_table(rows)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> None:
+    """A lock in stacpkg's nine columns only, as its `relocate --dry-run` writes one: nothing
+    was copied, so nothing was hashed."""
+    table = lock_table(rows).select([field.name for field in STACPKG_LOCK_FIELDS])
+    table = table.replace_schema_metadata(LOCK_METADATA)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -172,6 +207,14 @@ def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
                 f"{source}: column {field.name!r} has type {column.type}, expected {field.type}"
             ) from None
     return column.to_pylist()
+
+
+def _unsigned(row: LockRow) -> LockRow:
+    """A signed URL's row as the location it signs (`locations.unsigned`): never its query."""
+    location = unsigned(row.location)
+    if location == row.location:
+        return row
+    return replace(row, store_container=location.store_container, key=location.key)
 
 
 def _without_query(value: str | None) -> str | None:

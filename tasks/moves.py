@@ -45,6 +45,8 @@ class Leg:
     """The target's facts from a listing made before the batch (None: not listed there)."""
     was_listed: bool = False
     """Whether a listing was made: then `listed` replaces a HEAD, and None means missing."""
+    adoptable: LockRow | None = None
+    """Another tool's lock row (the target's `adopt` lock) for a copy at this very key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +80,5 @@ class Check:
     checksum_from: str = "lock"
     """Where `checksum` was recorded: the lock itself, `items` (a provider's file:checksum) or
     `copy` (the journal or relocated lock of the target, when this lock row lost it)."""
+    exact_etag: bool = False
+    """Compare ETags as stacpkg does, quotes included: the row comes from a stacpkg lock."""

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from stacflow.tasks.items import (
     table_from_items,
     write_items_table,
 )
-from stacflow.tasks.locks import LockRow, read_lock, write_lock
+from stacflow.tasks.locations import unsigned_href
+from stacflow.tasks.locks import LockRow, read_lock, write_lock, write_planned_lock
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,39 @@ class KeptTarget:
 def write_package(
     paths: OutputPaths, items: Sequence[dict[str, Any]], lock: Iterable[LockRow]
 ) -> Path:
-    """A stacpkg package of lock-less Items, so later runs and other tools start from it."""
-    write_items_table(paths.package / "items.parquet", table_from_items(items))
+    """A stacpkg package of lock-less Items, so later runs and other tools start from it.
+
+    Neither of its tables holds a signature: an href's query string is dropped from the Items as
+    from the lock (`locations.unsigned`), so both name the same, unsigned, objects.
+    """
+    write_items_table(paths.package / "items.parquet", table_from_items(unsigned_items(items)))
     write_lock(paths.package / "assets.lock.parquet", lock)
     return paths.package
+
+
+def unsigned_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Items with every asset, alternate and link href unsigned (`locations.unsigned_href`)."""
+
+    def unsigned_entry(entry: Any) -> Any:
+        if not isinstance(entry, dict) or not isinstance(entry.get("href"), str):
+            return entry
+        return {**entry, "href": unsigned_href(entry["href"])}
+
+    def unsigned_asset(asset: Any) -> Any:
+        asset = unsigned_entry(asset)
+        if isinstance(asset, dict) and isinstance(asset.get("alternate"), dict):
+            alternates = asset["alternate"].items()
+            asset = {**asset, "alternate": {k: unsigned_entry(v) for k, v in alternates}}
+        return asset
+
+    return [
+        {
+            **item,
+            "assets": {k: unsigned_asset(a) for k, a in (item.get("assets") or {}).items()},
+            "links": [unsigned_entry(link) for link in item.get("links") or []],
+        }
+        for item in items
+    ]
 
 
 def alternates_of(rows: Iterable[LockRow], key: str, name: str | None) -> list[Alternate]:
@@ -117,14 +147,18 @@ def write_enriched(
     promotions: Sequence[Promotion],
     *,
     kept: Sequence[KeptTarget] = (),
+    planned: Mapping[str, Sequence[LockRow]] | None = None,
 ) -> list[Path]:
-    """The relocated locks, then the items that point at them: a reader never sees an alternate
-    whose lock is not yet written. The items carry every target whose relocated lock holds an
-    asset, this run's and the `kept` ones."""
+    """The relocated locks and `planned` sources' locks, then the items that point at them: a
+    reader never sees an alternate whose lock is not yet written. The items carry every target
+    whose relocated lock holds an asset, this run's and the `kept` ones."""
     written = []
     for target, rows in locks.items():
         write_lock(paths.lock(target), rows)
         written.append(paths.lock(target))
+    for source, rows in (planned or {}).items():
+        write_planned_lock(paths.lock(source), rows)
+        written.append(paths.lock(source))
     enriched = enrich_items(
         read_items_table(items_path), [*alternates, *kept_alternates(paths, kept)]
     )

@@ -78,9 +78,16 @@ def enrich_task(
     promotions: Sequence[Promotion],
     *,
     kept: Sequence[KeptTarget] = (),
+    planned: Opaque[Mapping[str, Sequence[LockRow]]] | None = None,
 ) -> list[Path]:
     written = write_enriched(
-        paths, items_path, locks.value, alternates.value, promotions, kept=kept
+        paths,
+        items_path,
+        locks.value,
+        alternates.value,
+        promotions,
+        kept=kept,
+        planned=planned.value if planned else None,
     )
     get_run_logger().info(
         "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)

@@ -175,7 +175,7 @@ def _settle_present(
             done[leg.target] = _failed(move, leg, down, started=started)  # no HEAD would answer
             continue
         existing = None
-        if leg.previous is not None or provable:  # else nothing could prove a copy: no look
+        if leg.previous is not None or leg.adoptable is not None or provable:  # else: no look
             try:
                 existing = verified_copy(move, leg, policy.verify)
             except AssetError:

@@ -26,14 +26,10 @@ from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
-from stacflow.tasks.locks import LockRow
+from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import FACT_NAMES, Facts, Store, open_store
-
-CONTAINER_TYPES = frozenset({"s3", "gs", "az", "http", "https"})
-HTTP_TYPES = frozenset({"http", "https"})
-
 
 FACTS_ONLY = "facts"
 NO_CHECKSUM = "no checksum recorded"
@@ -46,19 +42,25 @@ class Validated:
     row: LockRow
 
 
-def mismatches(row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES) -> list[str]:
+def mismatches(
+    row: LockRow, facts: Facts, compare: frozenset[str] = FACT_NAMES, *, exact_etag: bool = False
+) -> list[str]:
     """stacpkg's comparison: exact, and only where both the lock and the store have a value.
 
-    One leniency: an ETag with and without its surrounding quotes is the same tag (obstore 0.9,
-    which stacpkg 0.1.4 runs on, reports a local file's unquoted; 0.12 quotes it).
+    One leniency, for locks stacflow wrote (`exact_etag` off): an ETag with and without its
+    surrounding quotes is the same tag (obstore 0.9, which stacpkg 0.1.4 runs on, reports a
+    local file's unquoted; 0.12 quotes it). A stacpkg lock is held to stacpkg's equality.
     """
+    same_etag = row.etag == facts.etag or (
+        not exact_etag and _unquoted(row.etag) == _unquoted(facts.etag)
+    )
     pairs = (
         ("size", row.size_bytes, facts.size, row.size_bytes == facts.size),
-        ("etag", row.etag, facts.etag, _unquoted(row.etag) == _unquoted(facts.etag)),
+        ("etag", row.etag or None, facts.etag or None, same_etag),
         (
             "last_modified",
-            row.last_modified,
-            facts.last_modified,
+            row.last_modified or None,
+            facts.last_modified or None,
             row.last_modified == facts.last_modified,
         ),
     )
@@ -73,24 +75,12 @@ def _unquoted(etag: str | None) -> str | None:
     return etag[1:-1] if etag and len(etag) > 1 and etag[0] == etag[-1] == '"' else etag
 
 
-def missing_fields(row: LockRow) -> list[str]:
-    """As `locations.to_href` reads a row: an http(s) row whose container is a whole href
-    (stacpkg's `https://host/p?query`) has the key "", which is not missing."""
-    whole_href = row.store_type in HTTP_TYPES and row.key == ""
-    missing = [] if row.store_type else ["store_type"]
-    if not row.key and not whole_href:
-        missing.append("key")
-    if row.store_type in CONTAINER_TYPES and not row.store_container:
-        missing.append("store_container")
-    return missing
-
-
 def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[list[str], str]:
     """The row's errors (empty means valid), and what was proven: never "with checksums" for a
     row whose bytes were not hashed."""
     missing = missing_fields(check.row)
     if missing:
-        return [f"missing fields: {', '.join(missing)}"], FACTS_ONLY
+        return [f"missing fields: {','.join(missing)}"], FACTS_ONLY
     expected = check.checksum or check.row.file_checksum
     checked = FACTS_ONLY
     if checksums:
@@ -111,7 +101,9 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[l
         ):
             with attempt:
                 facts = _head_watched(store, check)
-                errors = mismatches(check.row, facts, check.store.compare)
+                errors = mismatches(
+                    check.row, facts, check.store.compare, exact_etag=check.exact_etag
+                )
                 if errors or not checked.startswith("sha256"):
                     return errors, FACTS_ONLY if errors else checked
                 digest = hashlib.sha256()

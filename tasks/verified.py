@@ -8,12 +8,13 @@ hashed to a known checksum.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import replace
 
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass
 from stacflow.tasks.moves import Leg, Move, Record
-from stacflow.tasks.stores import Store, capabilities, open_store
+from stacflow.tasks.stores import Facts, Store, capabilities, open_store
 
 FACTS = "facts"
 CHECKSUMS = "checksums"
@@ -44,6 +45,10 @@ def verified_copy(move: Move, leg: Leg, verify: str = FACTS) -> Record | None:
             raise
     previous = leg.previous
     hashed: set[str] = set()
+
+    def hashes_to(checksum: str | None) -> bool:
+        return _hashes_to(target, leg.path, checksum, hashed)
+
     if (
         previous is not None
         and previous.row.key == leg.row.key
@@ -53,29 +58,65 @@ def verified_copy(move: Move, leg: Leg, verify: str = FACTS) -> Record | None:
     ):
         if previous.durable and not previous.refuted and verify == FACTS:
             return previous
-        if _hashes_to(target, leg.path, previous.row.file_checksum, hashed):
+        if hashes_to(previous.row.file_checksum):
             return replace(previous, refuted=False)
+    return adopted_copy(move, leg, facts, verify, hashes_to) or _hashed_copy(
+        move, leg, facts, hashes_to
+    )
+
+
+def _hashed_copy(
+    move: Move, leg: Leg, facts: Facts, hashes_to: Callable[[str], bool]
+) -> Record | None:
+    """A copy no record describes, proven by its bytes hashing to the asset's known checksum."""
     expected = move.expected_checksum
-    if (
-        is_sha256_multihash(expected)
-        and facts.size == move.expected_size
-        and _hashes_to(target, leg.path, expected, hashed)
+    if not (
+        is_sha256_multihash(expected) and facts.size == move.expected_size and hashes_to(expected)
     ):
-        row = replace(
-            leg.row,
-            size_bytes=facts.size,
-            etag=facts.etag,
-            last_modified=facts.last_modified,
-            file_checksum=expected,
-        )
-        return Record(
-            row,
-            move.source.size_bytes,
-            move.source.etag,
-            move.source.last_modified,
-            durable=_durable(leg),
-        )
-    return None
+        return None
+    row = replace(
+        leg.row,
+        size_bytes=facts.size,
+        etag=facts.etag,
+        last_modified=facts.last_modified,
+        file_checksum=expected,
+    )
+    return Record(
+        row,
+        move.source.size_bytes,
+        move.source.etag,
+        move.source.last_modified,
+        durable=_durable(leg),
+    )
+
+
+def adopted_copy(
+    move: Move, leg: Leg, facts: Facts, verify: str, hashes_to: Callable[[str], bool]
+) -> Record | None:
+    """A copy another tool made (stacpkg's relocate) that the target's `adopt` lock describes.
+
+    Kept by stacpkg's own criterion: the file's size and ETag are still its row's (an ETag of a
+    file changes with its inode and mtime), and its size is the source's. Where a checksum is
+    known, its bytes must hash to it too; with `verify: checksums`, a copy no checksum can
+    prove is copied again.
+    """
+    row = leg.adoptable
+    if row is None or not row.etag or (facts.size, facts.etag) != (row.size_bytes, row.etag):
+        return None
+    if move.expected_size is not None and facts.size != move.expected_size:
+        return None
+    expected = move.expected_checksum if is_sha256_multihash(move.expected_checksum) else None
+    if (expected is None and verify != FACTS) or (expected and not hashes_to(expected)):
+        return None
+    adopted = replace(
+        leg.row,
+        size_bytes=facts.size,
+        etag=facts.etag,
+        last_modified=facts.last_modified,
+        file_checksum=expected,
+    )
+    source = move.source
+    return Record(adopted, source.size_bytes, source.etag, source.last_modified)
 
 
 def _durable(leg: Leg) -> bool:

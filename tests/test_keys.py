@@ -14,8 +14,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stacflow.flows.compile import checked_path, compile_plan, safe_segment, target_path
+from stacflow.flows.compile import compile_plan
 from stacflow.flows.inputs import Inputs
+from stacflow.flows.layouts import checked_path, safe_segment, target_path
 from stacflow.flows.spec import Spec
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.locks import LockRow
@@ -138,11 +139,19 @@ def test_item_asset_keys_stay_under_the_root(item_id, asset_key):
 
 
 def test_item_asset_key_is_stacpkgs():
+    """stacpkg's rules (the whole corpus is in test_stacpkg_keys): runs of unsafe characters
+    become one `_`, `.`, `_` and `/` go from both ends, the href's suffix is kept as written."""
     row = _row("631ee6653cdf1c0006b63c5b", "visual", "631ee60c3cdf1c0006b63c56/0/x.tif")
     assert target_path("item-asset", row, None) == "631ee6653cdf1c0006b63c5b/visual.tif"
-    assert target_path("item-asset", _row("../../etc", "passwd"), None) == ".._.._etc/passwd.tif"
-    assert target_path("item-asset", _row("..", ".", "up/.."), None) == "__/_"
-    assert target_path("item-asset", _row("i", "a", "up/scene.t if"), None) == "i/a.t_if"
+    assert target_path("item-asset", _row("../../etc", "passwd"), None) == "etc/passwd.tif"
+    assert target_path("item-asset", _row("..", ".", "up/.."), None) == "item/asset"
+    assert target_path("item-asset", _row("i", "a", "up/scene.t if"), None) == "i/a.t if"
+    assert target_path("item-asset", _row("i", "a.tif", "up/x.tif"), None) == "i/a.tif"
+
+
+def test_an_extension_no_key_can_hold_is_refused_at_plan_time():
+    with pytest.raises(ValueError, match="control characters"):
+        target_path("item-asset", _row("i", "a", "up/x.t\x01f"), None)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +223,7 @@ def test_escaping_and_nested_source_keys_are_conflicts():
 
 
 def test_hostile_ids_compile_without_conflict_when_distinct():
-    rows = [_row(item_id, "visual") for item_id in ("../../etc", "..", ".", "a/b", "日本語")]
+    rows = [_row(item_id, "visual") for item_id in ("../../etc", "..", "a/b", "x/../y", "%2e%2e")]
     plan = _plan(rows)
     assert plan.conflicts == ()
     for move in plan.moves:
@@ -243,8 +252,13 @@ CLASHING = st.text(alphabet="ab/_ .é%", min_size=1, max_size=4)
 
 @settings(max_examples=300, deadline=None)
 @given(item_id=ANY_TEXT, asset_key=ANY_TEXT, key=st.text(max_size=60))
-def test_any_item_asset_key_stays_under_the_root(item_id, asset_key, key):
-    path = target_path("item-asset", _row(item_id, asset_key, key or "x"), None)
+def test_any_item_asset_key_is_refused_or_stays_under_the_root(item_id, asset_key, key):
+    """The href's extension is stacpkg's, kept as written: one holding a control character is
+    refused; every other key stays one folder deep under the root."""
+    try:
+        path = target_path("item-asset", _row(item_id, asset_key, key or "x"), None)
+    except ValueError:
+        return
     _assert_stays_under_root(path)
     assert path.count("/") == 1
 

@@ -65,3 +65,16 @@ def test_check_of_a_bad_spec_imports_no_prefect(tmp_path):
     assert result == {"code": 2, "prefect": False}, output
     assert output.count("ERROR: ") == 1
     assert str(spec) in output
+
+
+def test_check_of_a_lock_file_and_export_import_no_prefect(tmp_path, monkeypatch):
+    from stacflow.tasks.locks import LockRow, write_lock  # noqa: PLC0415
+
+    monkeypatch.setenv("STACFLOW_OUT", str(tmp_path / "out"))  # no run wrote any items there
+    (tmp_path / "a.tif").write_bytes(b"abc")
+    lock = tmp_path / "lock.parquet"
+    write_lock(lock, [LockRow("i", "a", "file", None, None, str(tmp_path / "a.tif"), 3)])
+    result, output = _probe("check", "--lock", str(lock))
+    assert result == {"code": 0, "prefect": False}, output
+    result, output = _probe("export", str(REPO / "specs" / "openaerialmap-austria.yaml"))
+    assert result == {"code": 2, "prefect": False}, output

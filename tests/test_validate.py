@@ -72,7 +72,7 @@ def test_mismatch_wording_is_stacpkgs():
         (LockRow("i", "a", "s3", "b", None, None), ["key"]),
         (LockRow("i", "a", "s3", "b", None, ""), ["key"]),
         (LockRow("i", "a", "file", None, None, None), ["key"]),
-        (LockRow("i", "a", "s3", None, None, None), ["key", "store_container"]),
+        (LockRow("i", "a", "s3", None, None, None), ["store_container", "key"]),  # stacpkg's order
         (LockRow("i", "a", "file", None, None, "/data/x.tif"), []),
         # A whole-href container (stacpkg's `https://host/p?query`) carries the key "".
         (LockRow("i", "a", "https", "https://h/p?q=1", None, ""), []),

@@ -9,6 +9,7 @@ each worker thread keeps its own keep-alive connection per host.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -36,6 +37,7 @@ REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 5
 MAX_RESUMES = 3
 PCHAR_SAFE = "/!$&'()*+,;=:@~"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 
@@ -63,7 +65,7 @@ class HttpStore:
         with _closing(response, connection):
             refused = response.status in {405, 501}
             if response.status >= 300 and not refused:
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
             facts = _facts(response)
         # The refusal is read to its end first: an unread response blocks the connection.
         return self._facts_by_get(path) if refused else facts
@@ -73,7 +75,7 @@ class HttpStore:
         response, connection = self._request("GET", path, {})
         if response.status >= 300:
             with _closing(response, connection):
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
         reader = _HttpReader(self, path, response, connection)
         try:
             yield reader
@@ -96,8 +98,17 @@ class HttpStore:
         response, connection = self._request("GET", path, {"Range": "bytes=0-0"})
         with _closing(response, connection):
             if response.status >= 300:
-                raise status_error(response.status, self.describe(path), _retry_after(response))
+                raise self._refusal(response, path)
             return _facts(response)
+
+    def _refusal(self, response: http.client.HTTPResponse, path: str) -> AssetError:
+        """The error for a refused request; a signed URL refused access has most likely
+        expired, and the message says what to do about it."""
+        what = self.describe(path)
+        if response.status in {401, 403} and "?" in self._fixed_target:
+            what += " (a signed URL: its signature may have expired; sign the Items again, "
+            what += "derive their lock again, and rerun)"
+        return status_error(response.status, what, _retry_after(response))
 
     def _target(self, path: str) -> str:
         if self._fixed_target and not path and not self._root:
@@ -105,7 +116,7 @@ class HttpStore:
         joined = "/".join(
             part for part in (self._fixed_target.strip("/"), self._root, path) if part
         )
-        return "/" + quote(joined, safe=PCHAR_SAFE)
+        return "/" + as_sent(joined)
 
     def _request(
         self, method: str, path: str, headers: dict[str, str]
@@ -169,6 +180,13 @@ class HttpStore:
             )
         if scheme not in {"http", "https"}:
             raise AssetError(ErrorClass.PERMANENT, f"redirect to unsupported scheme {scheme!r}")
+
+
+def as_sent(path: str) -> str:
+    """A key as the lock holds it, on the request line: its percent-encoding kept exactly as
+    written (stacpkg's keys are the href's path), only what a request line cannot carry
+    encoded (spaces, non-ASCII, a `%` that starts no escape, `?` and `#`)."""
+    return quote(_LONE_PERCENT.sub("%25", path), safe=PCHAR_SAFE + "%")
 
 
 class _Connection(http.client.HTTPConnection):

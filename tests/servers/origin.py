@@ -58,6 +58,7 @@ class _Entry:
     path: str
     range: str | None
     status: int | None = None
+    target: str = ""
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Origin:
         self._faults: list[_Fault] = []
         self._log: list[_Entry] = []
         self._etags: dict[tuple[str, int, int, int], str] = {}
+        self._signed: dict[str, str] = {}
         self._closing = threading.Event()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.origin = self
@@ -204,10 +206,17 @@ class Origin:
         """Send the body chunked, without Content-Length (obstore's HTTPStore refuses this)."""
         self._add(path, "no_length", times, method)
 
+    def sign(self, path: str, query: str) -> None:
+        """Serve `path` only to requests whose query string is exactly `query` (a signed URL's
+        signature), and answer 403 to any other, as S3 does to an unsigned or expired one."""
+        with self._lock:
+            self._signed[path if path.startswith("/") else f"/{path}"] = query
+
     def clear(self) -> None:
-        """Forget every fault and the request log."""
+        """Forget every fault, signature and the request log."""
         with self._lock:
             self._faults.clear()
+            self._signed.clear()
             self._log.clear()
 
     # --- request log --------------------------------------------------------------------
@@ -216,6 +225,12 @@ class Origin:
     def requests(self) -> list[Request]:
         with self._lock:
             return [Request(e.method, e.path, e.range, e.status) for e in self._log]
+
+    @property
+    def targets(self) -> list[str]:
+        """Each request's target exactly as sent: percent-encoding and query string included."""
+        with self._lock:
+            return [e.target for e in self._log]
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """How many requests matched `method` and `path` (exact or glob)."""
@@ -330,14 +345,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, *, send_body: bool) -> None:
         origin = self.server.origin
-        path = unquote(urlsplit(self.path).path)
-        self._entry = _Entry(self.command, path, self.headers.get("Range"))
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        self._entry = _Entry(self.command, path, self.headers.get("Range"), target=self.path)
         plan = origin._take(self._entry)
         action = plan.action
         try:
             if action and action.kind == "stall" and action.after_bytes is None:
                 origin._closing.wait(action.seconds)
-            if action and action.kind == "reset":
+            if origin._signed.get(path, parts.query) != parts.query:
+                self._send_status(HTTPStatus.FORBIDDEN, send_body=send_body)
+            elif action and action.kind == "reset":
                 self._reset()
             elif action and action.kind == "status":
                 extra = {"Retry-After": str(action.retry_after)} if action.retry_after else {}
