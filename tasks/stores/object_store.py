@@ -74,7 +74,7 @@ class ObjectStore:
         try:
             for page in obstore.list(self.store, chunk_size=1000):
                 for meta in page:
-                    yield meta["path"], _facts(meta)
+                    yield meta["path"], _listed_facts(meta)
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, self.describe("")) from None
 
@@ -181,6 +181,16 @@ def _facts(meta: dict[str, Any]) -> Facts:
     )
 
 
+def _listed_facts(meta: dict[str, Any]) -> Facts:
+    """A listing's facts in HEAD's terms: Azure's and GCS's listings give the ETag unquoted
+    (`0x8D...`) where HEAD, and so the lock, has it quoted (`"0x8D..."`)."""
+    facts = _facts(meta)
+    etag = facts.etag
+    if etag is None or etag.startswith(('"', 'W/"')):
+        return facts
+    return Facts(size=facts.size, etag=f'"{etag}"', last_modified=facts.last_modified)
+
+
 def client_options(access: Access) -> dict[str, Any]:
     return {
         "allow_http": access.allow_http,
@@ -230,13 +240,14 @@ def _store_failure(exc: BaseException, where: str) -> AssetError | None:
     if not isinstance(exc, FileNotFoundError | GenericError):
         return None
     text = str(exc)
-    if "<Code>NoSuchBucket</Code>" in text:
-        return AssetError(
-            ErrorClass.PERMANENT,
-            f"bucket not found (NoSuchBucket): {where}",
-            status=404,
-            reach=Reach.STORE,
-        )
+    for code, what in (("NoSuchBucket", "bucket"), ("ContainerNotFound", "container")):
+        if f"<Code>{code}</Code>" in text:
+            return AssetError(
+                ErrorClass.PERMANENT,
+                f"{what} not found ({code}): {where}",
+                status=404,
+                reach=Reach.STORE,
+            )
     if isinstance(exc, GenericError) and (cause := _connect_failure(text)):
         return AssetError(ErrorClass.TRANSIENT, f"{cause}: {where}", reach=Reach.CONNECTION)
     return None
