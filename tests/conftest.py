@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from tests.servers import azure, s3  # noqa: E402
+from tests.servers import azure, gcs, s3  # noqa: E402
 from tests.servers.origin import Origin  # noqa: E402
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 s3.isolate_aws_env()
 azure.isolate_azure_env()
+gcs.isolate_google_env()
 os.environ.update(
     {
         "DO_NOT_TRACK": "1",
@@ -124,6 +125,23 @@ def azure_container(azurite_endpoint: str) -> str:
     """A new, empty container for this test."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     azure.create_container(azurite_endpoint, name)
+    return name
+
+
+# --- GCS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_url() -> Iterator[str]:
+    with gcs.fake_gcs_server() as url:
+        yield url
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs_url: str) -> str:
+    """A new, empty bucket for this test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    gcs.create_bucket(fake_gcs_url, name)
     return name
 
 
