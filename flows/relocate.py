@@ -53,6 +53,7 @@ from stacflow.tasks.prefect_tasks import (
     list_targets_task,
     relocate_batch_task,
     survey_task,
+    sweep_leftovers_task,
     validate_batch_task,
 )
 from stacflow.tasks.relocate import Moved
@@ -121,9 +122,9 @@ def relocate_package(
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             outcomes = [*derived, *planned, *left_alone(plan)]
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
-        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
+        moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
         outcomes = [*derived, *(m.outcome for m in moved)]
-        return settle_run(plan, inputs, outcomes, started, byte_phase_s)
+        return settle_run(plan, inputs, outcomes, started, byte_phase_s, notes=notes)
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -190,16 +191,20 @@ def prepare_plan(
     return plan
 
 
-def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[list[Moved], float]:
+def relocate_assets(
+    plan: Plan, inputs: Inputs, *, sweep: bool = True
+) -> tuple[list[Moved], float, list[str]]:
     """One task run per batch; concurrency inside each batch, bounded by the memory budget.
 
     The plan stays as compiled: what the run learns (a listing of each target; `sweep`, from
-    the run lock: whether a killed run left debris to look for) travels beside it.
+    the run lock: whether a killed run left debris to look for) travels beside it. Returns the
+    outcomes, the byte phase's seconds, and what the sweep could not do (summary notes).
     """
     if not plan.targets or not plan.moves:
-        return [], 0.0
+        return [], 0.0, []
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
-    policy = dataclasses.replace(plan.policy, sweep=sweep)
+    notes = sweep_leftovers_task(Opaque(plan.moves)) if sweep else []
+    policy = dataclasses.replace(plan.policy, sweep=False)
     started = time.monotonic()
     moves = plan.moves
     if any(capabilities(t.store).listing for t in plan.targets):
@@ -216,7 +221,7 @@ def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[
             progress.advance([m.outcome for m in results])
     order = {move.key: index for index, move in enumerate(plan.moves)}
     moved.sort(key=lambda m: order[(m.outcome.item_id, m.outcome.asset_key)])
-    return moved, time.monotonic() - started
+    return moved, time.monotonic() - started, notes
 
 
 def settle_run(
@@ -227,6 +232,7 @@ def settle_run(
     byte_phase_s: float,
     *,
     problem: str | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
@@ -246,6 +252,7 @@ def settle_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         files=files,
+        notes=notes,
     )
 
 
@@ -336,6 +343,7 @@ def finish_run(
     report: Path | None = None,
     files: Sequence[Path] = (),
     unvalidated: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Report, validation lines, artifacts and the verdict; written even when the run failed.
 
@@ -361,7 +369,7 @@ def finish_run(
         outputs=tuple(str(p) for p in (*files, *written)),
         dry_run=dry_run,
         unvalidated=tuple((unvalidated or {}).items()),
-        notes=(*without_item_note(plan.without_item), *remedies),
+        notes=(*without_item_note(plan.without_item), *remedies, *notes),
         began=started,
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())

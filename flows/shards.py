@@ -90,7 +90,7 @@ def relocate_shard(
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     inputs, _ = gather_inputs(Path(spec_path), spec)
     plan = shard.of(prepare_plan(inputs, targets))
-    moved, byte_phase_s = relocate_assets(plan, inputs, sweep=shard.sweep)
+    moved, byte_phase_s, _ = relocate_assets(plan, inputs, sweep=shard.sweep)  # logged there
     write_report(Path(shard.report), [m.outcome for m in moved])
     failed = sum(1 for m in moved if m.outcome.failed)
     get_run_logger().info(

@@ -23,7 +23,13 @@ from stacflow.tasks.moves import Check, Move
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
 from stacflow.tasks.owners import Owner, claim_targets
-from stacflow.tasks.relocate import CopyPolicy, Moved, flush_targets, relocate_batch
+from stacflow.tasks.relocate import (
+    CopyPolicy,
+    Moved,
+    flush_targets,
+    relocate_batch,
+    sweep_leftovers,
+)
 from stacflow.tasks.report import Outcome
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
@@ -123,6 +129,14 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     seconds = flush_targets(stores)
     get_run_logger().info("copies flushed to disk in %.2f s", seconds)
     return seconds
+
+
+@task(cache_policy=NO_CACHE, name="sweep-leftovers", tags=["stacflow", "relocate"])
+def sweep_leftovers_task(moves: Opaque[Sequence[Move]]) -> list[str]:
+    """Before any batch writes: what a killed run left; what could not be done, for the summary."""
+    swept = sweep_leftovers(moves.value)
+    swept.log_to(get_run_logger())
+    return list(swept.problems)
 
 
 @task(

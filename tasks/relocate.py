@@ -74,7 +74,7 @@ def relocate_batch(
     if resume:
         moves = _with_journaled(moves, journals)
     if policy.sweep:
-        sweep_leftovers(moves)
+        sweep_leftovers(moves).log_to(log)
     stop = threading.Event()
     open_journals = {target: Journal(path) for target, path in journals.items()}
 
@@ -113,23 +113,39 @@ def _journal(move: Move, results: Sequence[Moved], journals: Mapping[str, Journa
                 log.warning("%s/%s not journaled at %s: %s", *move.key, leg.target, error)
 
 
-def sweep_leftovers(moves: Sequence[Move]) -> int:
-    """What a killed run left beside this batch's keys is removed first: temp files in folders,
-    open multipart uploads on S3. One call per target store, however many keys."""
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What a sweep removed, and what it could not do (one line per store, for log and summary)."""
+
+    count: int = 0
+    problems: tuple[str, ...] = ()
+
+    def log_to(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        if self.count:
+            logger.info(
+                "removed %d leftovers (temp files, open uploads) of an earlier, killed run",
+                self.count,
+            )
+        for problem in self.problems:
+            logger.warning("%s", problem)
+
+
+def sweep_leftovers(moves: Sequence[Move]) -> Swept:
+    """What a killed run left beside these keys is removed first: temp files in folders, open
+    multipart uploads on S3. One call per target store, however many keys."""
     paths: dict[StoreRef, list[str]] = {}
     for move in moves:
         for leg in move.legs:
             paths.setdefault(leg.store, []).append(leg.path)
     swept = 0
+    problems: list[str] = []
     for store, keys in paths.items():
         try:
             swept += open_store(store).sweep(keys)
         except StacflowError as error:
             where = store.container or store.root
-            log.warning("could not look for a killed run's leftovers in %s: %s", where, error)
-    if swept:
-        log.info("removed %d leftovers (temp files, open uploads) of an earlier, killed run", swept)
-    return swept
+            problems.append(f"could not sweep what a killed run left in {where}: {error}")
+    return Swept(swept, tuple(problems))
 
 
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
