@@ -23,7 +23,7 @@ from stacflow.tasks.errors import AssetError, Reach
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.stores.azure import AzureStore, account_of
-from tests.servers.azure import ACCOUNT, KEY, azure_store
+from tests.servers.azure import ACCOUNT, KEY, account_sas, azure_store
 
 OAM_ORIGIN = "https://oin-hotosm-temp.s3.amazonaws.com/"
 KEY_VARIABLE = "STACFLOW_TEST_AZURE_KEY"
@@ -160,6 +160,28 @@ def test_a_wrong_key_is_access_denied_naming_the_blob_not_the_key(
         store.head("a.tif")
     assert caught.value.message == f"access denied: az://{azure_container}/pre/a.tif"
     assert "AAA=" not in str(caught.value)
+
+
+def test_a_sas_token_reads_and_writes_and_never_shows(
+    azurite_endpoint, azure_container, monkeypatch
+):
+    token = account_sas()
+    monkeypatch.setenv("STACFLOW_TEST_AZURE_SAS", "?" + token)
+    access = Access(
+        endpoint=azurite_endpoint,
+        allow_http=True,
+        credentials=Credentials.model_validate({"sas_token": {"env": "STACFLOW_TEST_AZURE_SAS"}}),
+    )
+    store = open_store(StoreRef("azure", azure_container, "sas", access))
+    with store.writer("a.tif") as writer:
+        writer.write(b"signed bytes")
+    with store.open("a.tif") as reader:
+        assert b"".join(bytes(c) for c in reader.chunks()) == b"signed bytes"
+    with pytest.raises(AssetError) as caught:
+        store.head("missing.tif")
+    assert caught.value.message == f"not found: az://{azure_container}/sas/missing.tif"
+    signature = token.rsplit("sig=", 1)[1]
+    assert signature not in str(caught.value)
 
 
 def test_a_missing_container_fails_the_whole_store(azurite_endpoint, account_key):
