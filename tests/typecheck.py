@@ -8,18 +8,31 @@ repository's folders, and checks it there with the settings of `[tool.mypy]` in 
 
 from __future__ import annotations
 
+import hashlib
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+_CHECKED = re.compile(r"(\d+) source files?")
 
 
-def run_mypy(workdir: Path) -> subprocess.CompletedProcess[str]:
+def default_workdir() -> Path:
+    """One folder per checkout, kept between runs: mypy's cache makes a rerun take seconds."""
+    digest = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"stacflow-mypy-{digest}"
+
+
+def run_mypy(
+    workdir: Path | None = None, target: Sequence[str] = ("-p", "stacflow")
+) -> subprocess.CompletedProcess[str]:
     """Check `stacflow` as installed; `workdir` holds the symlinked tree and mypy's cache."""
+    workdir = workdir or default_workdir()
     package = workdir / "stacflow"
-    package.mkdir(exist_ok=True)
+    package.mkdir(parents=True, exist_ok=True)
     for name in ("flows", "tasks"):
         link = package / name
         if not link.exists():
@@ -33,8 +46,7 @@ def run_mypy(workdir: Path) -> subprocess.CompletedProcess[str]:
             str(REPO / "pyproject.toml"),
             "--cache-dir",
             str(workdir / ".mypy_cache"),
-            "-p",
-            "stacflow",
+            *target,
         ],
         cwd=workdir,
         capture_output=True,
@@ -43,9 +55,14 @@ def run_mypy(workdir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def checked_files(output: str) -> int | None:
+    """How many files mypy says it checked (`... in 61 source files`)."""
+    found = _CHECKED.search(output)
+    return int(found.group(1)) if found else None
+
+
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="stacflow-mypy-") as tmp:
-        result = run_mypy(Path(tmp))
+    result = run_mypy()
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode
