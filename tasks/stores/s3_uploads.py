@@ -159,7 +159,8 @@ def _request(
     what = f"S3 {method} {redact(url)}"
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.read()
+            body: bytes = response.read()
+            return body
     except urllib.error.HTTPError as error:
         raise status_error(error.code, what) from None
     except urllib.error.URLError as error:
