@@ -1,8 +1,9 @@
 """Loopback Azure Blob Storage on Azurite (npm), and the helpers tests use to arrange containers.
 
-`.ci/run` installs Azurite with `npm install --prefix .ci/node azurite@3`; a developer does the
-same once (or has `azurite-blob` on PATH). Without it the Azure tests fail, saying how to get it:
-a store the suite claims to test must not be skipped quietly. Azurite runs in memory, on a free
+The suite installs Azurite itself on first use (`npm install --prefix .ci/node azurite@3`, Node
+being on the machine), so the README's one test command needs nothing else; `azurite-blob` on
+PATH is used as it is. Without npm the Azure tests fail, saying how to get it: a store the
+suite claims to test must not be skipped quietly. Azurite runs in memory, on a free
 port, with its telemetry off (it would otherwise call out of the loopback).
 """
 
@@ -35,9 +36,13 @@ ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public in its docs, a dummy like moto's "testing".
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 LOCAL_INSTALL = Path(__file__).resolve().parents[2] / ".ci" / "node" / "node_modules" / ".bin"
+NPM_INSTALL = [
+    "npm", "install", "--prefix", str(LOCAL_INSTALL.parents[1]),
+    "--no-audit", "--no-fund", "--loglevel=error", "azurite@3",
+]  # fmt: skip
 INSTALL_HINT = (
     "Azurite is not installed: run `npm install --prefix .ci/node azurite@3` in the repository "
-    "(as .ci/run does), or put azurite-blob on PATH"
+    "(Node.js needed), or put azurite-blob on PATH"
 )
 
 
@@ -50,6 +55,11 @@ def isolate_azure_env(environ: dict[str, str] | os._Environ[str] = os.environ) -
 def azurite_binary() -> str:
     local = LOCAL_INSTALL / "azurite-blob"
     found = str(local) if local.exists() else shutil.which("azurite-blob")
+    if found is None and shutil.which("npm"):
+        installed = subprocess.run(NPM_INSTALL, capture_output=True, text=True, check=False)
+        if installed.returncode != 0:
+            raise RuntimeError(f"{INSTALL_HINT}; npm said: {installed.stderr.strip()[-500:]}")
+        found = str(local) if local.exists() else None
     if found is None:
         raise RuntimeError(INSTALL_HINT)
     return found
