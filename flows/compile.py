@@ -37,6 +37,7 @@ from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
+from stacflow.tasks.retry import RetryPolicy
 from stacflow.tasks.stores import Endpoint, StoreRef, backend_for, capabilities
 
 
@@ -458,14 +459,24 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
     options = spec.relocate
     buffers = max((capabilities(t.store).buffers_per_asset for t in targets), default=2)
     affordable = max(1, options.memory_limit // (buffers * options.chunk_size))
+    retry = retry_policy(spec)
     return CopyPolicy(
         workers=min(options.max_workers, affordable),
-        attempts=options.retry.attempts,
-        initial_backoff=options.retry.initial_backoff.total_seconds(),
-        max_backoff=options.retry.max_backoff.total_seconds(),
+        attempts=retry.attempts,
+        initial_backoff=retry.initial_backoff,
+        max_backoff=retry.max_backoff,
         on_drift=options.on_drift,
         fail_fast=options.fail_fast,
         verify=options.verify,
+    )
+
+
+def retry_policy(spec: Spec) -> RetryPolicy:
+    """The spec's one retry policy (`relocate.retry`), for every request of a run: copies,
+    derives, surveys and validation."""
+    retry = spec.relocate.retry
+    return RetryPolicy(
+        retry.attempts, retry.initial_backoff.total_seconds(), retry.max_backoff.total_seconds()
     )
 
 

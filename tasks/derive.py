@@ -9,16 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.errors import AssetError, InputError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locations import parse_href
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import open_store
+from stacflow.tasks.retry import RetryPolicy, with_retries
+from stacflow.tasks.stores import Facts, Store, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +50,17 @@ def locate_assets(
     return rows
 
 
-def derive_facts(checks: Sequence[Check], name: str, workers: int = 8) -> list[Derived]:
+def derive_facts(
+    checks: Sequence[Check], name: str, workers: int = 8, retry: RetryPolicy | None = None
+) -> list[Derived]:
+    """A HEAD per row, `workers` at once (the spec's `max_workers`), each retried as `retry`
+    (the spec's `relocate.retry`) says."""
+
     def run(check: Check) -> Derived:
         started = time.monotonic()
+        store = open_store(check.store)
         try:
-            facts = open_store(check.store).head(check.path)
+            facts = with_retries(retry or RetryPolicy(), partial(_watched_head, store, check))
         except AssetError as error:
             return Derived(None, _outcome(check, name, started, error))
         row = replace(
@@ -60,6 +69,20 @@ def derive_facts(checks: Sequence[Check], name: str, workers: int = 8) -> list[D
         return Derived(row, _outcome(check, name, started))
 
     return fan_out(shared_threads("stacflow-derive", workers), workers, run, checks)
+
+
+def _watched_head(store: Store, check: Check) -> Facts:
+    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
+    breaker."""
+    if (down := BREAKERS.refusal(check.store, "origin")) is not None:
+        raise down
+    try:
+        facts = store.head(check.path)
+    except AssetError as error:
+        BREAKERS.record(check.store, error)
+        raise
+    BREAKERS.record(check.store, None)
+    return facts
 
 
 def _outcome(check: Check, name: str, started: float, error: AssetError | None = None) -> Outcome:

@@ -190,7 +190,7 @@ def client_options(access: Access) -> dict[str, Any]:
 
 
 RETRY_CONFIG = {
-    "max_retries": 2,
+    "max_retries": 0,
     "backoff": {
         "init_backoff": timedelta(milliseconds=100),
         "max_backoff": timedelta(seconds=2),
@@ -198,6 +198,10 @@ RETRY_CONFIG = {
     },
     "retry_timeout": timedelta(seconds=60),
 }
+"""obstore never retries on its own: `tasks/retry.py` is the one retry layer, configured by the
+spec, so a failing object is requested exactly `relocate.retry.attempts` times (obstore's 2
+retries under 5 attempts made 15). A transient failure of one multipart part fails that attempt,
+and the whole copy is tried again."""
 
 
 def key_prefix(ref: StoreRef) -> str | None:
