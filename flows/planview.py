@@ -199,9 +199,8 @@ def _report(plan: Plan, rows: Sequence[Any]) -> PlanReport:
             cell[0] += 1
             cell[1] += row.bytes
     for conflict in plan.conflicts:
-        for name, c in counts.items():
-            if conflict.startswith(f"target {name}:"):
-                c.conflicts.append(conflict)
+        if conflict.target in counts:
+            counts[conflict.target].conflicts.append(conflict)
     return PlanReport(
         plan.name,
         plan.source,
