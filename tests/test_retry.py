@@ -197,3 +197,43 @@ def test_validation_honours_retry_after(origin):
     assert validated.outcome.attempts == 2
     first, second = origin.times("HEAD", "a.tif")
     assert second - first >= 1.5  # the server asked for 2 s; the policy alone waits ~10 ms
+
+
+def test_a_copy_whose_validation_got_no_answer_is_not_copied_again(
+    tmp_path, origin, s3_bucket, s3_proxy, prefect_harness, capsys
+):
+    """The class reaches the report and the journal: a 503 after every try is `transient`,
+    which says nothing about the copy, so the next run trusts it as before (a mismatch would
+    make it hash or copy it again)."""
+    origin.last_modified = LAST_MODIFIED_HTTP
+    assets = {("scene-0", "visual"): ("scenes/0/visual.tif", os.urandom(64))}
+    package = make_package(tmp_path / "pkg", origin.root, assets)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"""
+name: unanswered
+package: {package}
+sources:
+  https: {{prefix: {ORIGIN}/, store: {{endpoint: "{origin.url}/", allow_http: true}}}}
+targets:
+  bucket:
+    store: {{type: s3, bucket: {s3_bucket}, endpoint: {s3_proxy.url}, allow_http: true}}
+relocate: {{retry: {{attempts: 2, initial_backoff: 10ms}}}}
+validate: [bucket]
+outputs: out
+"""
+    )
+    assert main(["run", str(spec)]) == 0, capsys.readouterr().out
+    s3_proxy.fail(f"/{s3_bucket}/*.tif", 503, method="HEAD")
+    assert main(["check", str(spec)]) == 1
+    assert "remedy" not in capsys.readouterr().out  # before: "copies again the 1 copy ..."
+    checked = read_report(tmp_path / "out" / "validation" / "report.parquet")
+    assert [(r.outcome, r.error_class, r.attempts) for r in checked] == [
+        ("invalid", "transient", 2)
+    ]
+
+    s3_proxy.clear()
+    assert main(["run", str(spec)]) == 0, capsys.readouterr().out
+    assert [r.outcome for r in report(spec, "relocate")] == ["skipped-verified"]
+    assert s3_proxy.count("GET", f"/{s3_bucket}/*.tif") == 0  # trusted, not hashed again
+    assert s3_proxy.count("PUT") == 0
