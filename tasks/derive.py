@@ -9,18 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stacflow.tasks.breaker import BREAKERS
+from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.errors import AssetError, InputError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locations import parse_href
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.retry import RetryPolicy, with_retries
+from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.stores import Facts, Store, open_store
 
 
@@ -59,14 +58,19 @@ def derive_facts(
     def run(check: Check) -> Derived:
         started = time.monotonic()
         store = open_store(check.store)
+        tries = 0
         try:
-            facts = with_retries(retry or RetryPolicy(), partial(_watched_head, store, check))
+            for attempt in retrying(retry or RetryPolicy()):
+                with attempt:
+                    tries += 1
+                    facts = _watched_head(store, check)
         except AssetError as error:
-            return Derived(None, _outcome(check, name, started, error))
+            tries -= isinstance(error, StoreDown)  # that try made no request
+            return Derived(None, _outcome(check, name, started, tries, error))
         row = replace(
             check.row, size_bytes=facts.size, etag=facts.etag, last_modified=facts.last_modified
         )
-        return Derived(row, _outcome(check, name, started))
+        return Derived(row, _outcome(check, name, started, tries))
 
     return fan_out(shared_threads("stacflow-derive", workers), workers, run, checks)
 
@@ -85,14 +89,16 @@ def _watched_head(store: Store, check: Check) -> Facts:
     return facts
 
 
-def _outcome(check: Check, name: str, started: float, error: AssetError | None = None) -> Outcome:
+def _outcome(
+    check: Check, name: str, started: float, tries: int, error: AssetError | None = None
+) -> Outcome:
     return Outcome(
         item_id=check.row.item_id,
         asset_key=check.row.asset_key,
         store=name,
         step=Step.DERIVE,
         outcome=Result.FAILED if error else Result.DERIVED,
-        attempts=1,
+        attempts=tries,
         duration_s=round(time.monotonic() - started, 6),
         error_class=error.error_class if error else None,
         message=error.message if error else None,

@@ -115,7 +115,11 @@ outputs: out
     assert origin.count("HEAD", keys[0]) == 3  # derive: before, one HEAD and no retry
     assert origin.count("GET", keys[1]) == 3  # copy
     (underived,) = [r for r in report(spec, "derive") if r.outcome == "failed"]
-    assert (underived.item_id, underived.error_class) == ("scene-0", "transient")
+    assert (underived.item_id, underived.error_class, underived.attempts) == (
+        "scene-0",
+        "transient",
+        3,
+    )
     # Derive and the source lock's validation HEAD every asset; neither went past max_workers.
     assert origin.count("HEAD") >= 2 * (ASSETS - 1)
     assert origin.peak_in_flight == WORKERS
