@@ -66,6 +66,6 @@ def _backoff(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
             return min(error.retry_after, policy.max_backoff)
         initial = policy.initial_backoff
         jitter = random.uniform(0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(initial * 2 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
+        return min(initial * 2.0 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
 
     return wait
