@@ -17,7 +17,14 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
+from stacflow.flows.compile import (
+    Plan,
+    batches,
+    compile_plan,
+    derive_checks,
+    retry_policy,
+    target_checks,
+)
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
 from stacflow.flows.records import (
     left_alone,
@@ -120,7 +127,7 @@ def relocate_package(
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
-            planned = survey_task(Opaque(plan.moves), plan.policy.workers)
+            planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
             outcomes = [*derived, *planned, *left_alone(plan)]
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
         moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
@@ -147,7 +154,9 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     derived = [
         result
         for future in [
-            derive_batch_task.submit(Opaque(batch), spec.relocate_source)
+            derive_batch_task.submit(
+                Opaque(batch), spec.relocate_source, spec.relocate.max_workers, retry_policy(spec)
+            )
             for batch in _chunks(checks, spec.relocate.batch.assets)
         ]
         for result in future.result()
@@ -322,7 +331,16 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         if t.name in plan.validate_targets
     ]
     futures = [
-        (name, validate_batch_task.submit(Opaque(batch), name, checksums=checksums))
+        (
+            name,
+            validate_batch_task.submit(
+                Opaque(batch),
+                name,
+                checksums=checksums,
+                workers=plan.policy.workers,
+                retry=plan.policy.retry,
+            ),
+        )
         for name, checks, checksums in jobs
         for batch in _chunks(checks, plan.batch_assets * VALIDATION_BATCH_FACTOR)
     ]

@@ -2,7 +2,11 @@
 
 They live apart so that the compiler, `stacflow plan` and the CLI's preflight import the plain
 modules without importing Prefect (~1 s); the flows import this module. A wrapper adds only
-what Prefect is for: retries, names and tags, a log line, the live progress.
+what Prefect is for: names and tags, a log line, the live progress. Requests are retried in one
+place only, `tasks/retry.py`, by the spec's policy: the tasks that make requests have no Prefect
+retries (an asset that fails is an outcome; a task that raises has a bug, and rerunning it would
+repeat every request of its batch), except relocate-batch, whose rerun resumes from the journal
+and repeats no verified copy.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from stacflow.tasks.relocate import (
     sweep_leftovers,
 )
 from stacflow.tasks.report import Outcome
+from stacflow.tasks.retry import RetryPolicy
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
 from stacflow.tasks.validate import Validated, validate_checks
@@ -43,28 +48,22 @@ def claim_targets_task(
     return claim_targets(targets, owner, write=write)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    name="derive-batch",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    tags=["stacflow", "derive"],
-)
+@task(cache_policy=NO_CACHE, name="derive-batch", tags=["stacflow", "derive"])
 def derive_batch_task(
-    checks: Opaque[Sequence[Check]], name: str, workers: int = 8
+    checks: Opaque[Sequence[Check]], name: str, workers: int, retry: RetryPolicy
 ) -> list[Derived]:
-    results = derive_facts(checks.value, name, workers)
+    results = derive_facts(checks.value, name, workers, retry)
     failed = sum(1 for r in results if r.row is None)
     get_run_logger().info("%s: %d assets derived, %d failed", name, len(results) - failed, failed)
     return results
 
 
-@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
-def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
-    return survey(moves.value, workers)
+@task(cache_policy=NO_CACHE, name="survey-targets", tags=["stacflow", "plan"])
+def survey_task(moves: Opaque[Sequence[Move]], workers: int, retry: RetryPolicy) -> list[Outcome]:
+    return survey(moves.value, workers, retry)
 
 
-@task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
+@task(cache_policy=NO_CACHE, name="list-targets", tags=["stacflow", "relocate"])
 def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
     return Opaque(with_listings(moves.value))
 
@@ -101,17 +100,18 @@ def enrich_task(
     return written
 
 
-@task(
-    cache_policy=NO_CACHE,
-    name="validate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "validate"],
-)
+@task(cache_policy=NO_CACHE, name="validate-batch", tags=["stacflow", "validate"])
 def validate_batch_task(
-    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
+    checks: Opaque[Sequence[Check]],
+    lock_name: str,
+    *,
+    checksums: bool,
+    workers: int,
+    retry: RetryPolicy,
 ) -> list[Validated]:
-    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
+    results = validate_checks(
+        checks.value, lock_name, checksums=checksums, workers=workers, retry=retry
+    )
     invalid = sum(1 for r in results if r.outcome.failed)
     hashed = sum(1 for r in results if (r.outcome.checked or "").startswith("sha256"))
     get_run_logger().info(

@@ -10,14 +10,11 @@ exactly one outcome per target.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash
@@ -25,6 +22,7 @@ from stacflow.tasks.errors import AssetError, ErrorClass, Reach, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
@@ -49,6 +47,11 @@ class CopyPolicy:
     the flow turns it off when its run lock says the previous run ended normally."""
     verify: str = FACTS
     """`facts`: trust a recorded copy whose facts are unchanged; `checksums`: hash it first."""
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The run's one retry policy: copies, derives, surveys and validation all follow it."""
+        return RetryPolicy(self.attempts, self.initial_backoff, self.max_backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +156,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     done, pending = _settle_present(move, policy, started)
     attempts = 0
     try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=_backoff(policy),
-            retry=retry_if_exception(_is_transient),
-            reraise=True,
-        ):
+        for attempt in retrying(policy.retry):
             with attempt:
                 attempts += 1
                 try:
@@ -311,25 +309,6 @@ def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list
         )
         for move in moves
     ]
-
-
-def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
-
-
-def _backoff(policy: CopyPolicy) -> Callable[[RetryCallState], float]:
-    """A server's Retry-After, else exponential from `initial_backoff` with jitter in proportion
-    (tenacity's fixed 1 s jitter would swamp a short initial backoff)."""
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, AssetError) and error.retry_after is not None:
-            return min(error.retry_after, policy.max_backoff)
-        initial = policy.initial_backoff
-        jitter = random.uniform(0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(initial * 2.0 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
-
-    return wait
 
 
 def _outcome(
