@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.records import (
     left_alone,
     record_relocations,
@@ -32,6 +33,7 @@ from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.headline import failed_assets_line
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -46,6 +48,7 @@ from stacflow.tasks.outputs import (
 )
 from stacflow.tasks.owners import Owner
 from stacflow.tasks.prefect_tasks import (
+    assets_failed_task,
     claim_targets_task,
     derive_batch_task,
     enrich_task,
@@ -93,6 +96,7 @@ class RunOverrides(BaseModel):
 
 @flow(
     name="relocate-package",
+    flow_run_name=run_name_from_spec(),
     description="Relocate a package's locked assets into every target, enrich the items with "
     "the new alternates, and validate the remote and relocated locks.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
@@ -366,6 +370,7 @@ def finish_run(
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     if not summary.ok:
+        assets_failed_task(failed_assets_line(summary), return_state=True)
         raise RunFailed(summary.text(), summary)
     get_run_logger().info("%s", summary.text())
     return run_result(summary, plan)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan
 from stacflow.flows.inputs import load_spec
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
     RunOverrides,
@@ -68,6 +69,7 @@ class Shard(BaseModel):
 
 @flow(
     name="relocate-shard",
+    flow_run_name=run_name_from_spec(),
     description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
@@ -117,6 +119,7 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 
 @flow(
     name="relocate-in-shards",
+    flow_run_name=run_name_from_spec(),
     description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),

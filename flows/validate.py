@@ -21,6 +21,7 @@ from stacflow.flows.inputs import (
     previous_records,
     unwritten_locks,
 )
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
 from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.errors import UsageError
@@ -30,6 +31,7 @@ from stacflow.tasks.outputs import OutputPaths
 
 @flow(
     name="validate-package",
+    flow_run_name=run_name_from_spec(),
     description="Validate the remote and relocated locks of a package spec (no copying); "
     "fails when any asset drifted or went missing.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
+from prefect.states import Failed, State
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
@@ -123,6 +124,15 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     seconds = flush_targets(stores)
     get_run_logger().info("copies flushed to disk in %.2f s", seconds)
     return seconds
+
+
+@task(cache_policy=NO_CACHE, name="assets-failed", tags=["stacflow", "verdict"])
+def assets_failed_task(message: str) -> State:
+    """Ends Failed, naming the failed assets: a run whose assets failed shows it in its task
+    graph, while the batches that recorded those outcomes stay Completed (failing them would
+    make Prefect retry whole batches, and their rows are the run's record). It logs nothing:
+    the flow's summary already lists each failure once."""
+    return Failed(message=message)
 
 
 @task(

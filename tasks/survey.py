@@ -11,12 +11,13 @@ from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Move
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.stores import Facts, StoreRef, capabilities, open_store
+from stacflow.tasks.summary import TO_COPY
 from stacflow.tasks.verified import verified_copy
 
 if TYPE_CHECKING:
     from stacflow.tasks.stores.object_store import ObjectStore
 
-PLANNED = "to-copy"
+PLANNED = TO_COPY
 
 
 def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
