@@ -66,6 +66,9 @@ from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
+RUN_TIMEOUT_S = 24 * 3600
+"""A relocation that runs a day is stuck, not slow: it ends TimedOut and the next run resumes
+from the journals instead of a worker slot being held for ever."""
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
 VALIDATION_BATCH_FACTOR = 4
 
@@ -97,6 +100,7 @@ class RunOverrides(BaseModel):
 @flow(
     name="relocate-package",
     flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="Relocate a package's locked assets into every target, enrich the items with "
     "the new alternates, and validate the remote and relocated locks.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),

@@ -28,6 +28,7 @@ from stacflow.flows.inputs import load_spec
 from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
+    RUN_TIMEOUT_S,
     RunOverrides,
     apply_overrides,
     gather_inputs,
@@ -70,6 +71,7 @@ class Shard(BaseModel):
 @flow(
     name="relocate-shard",
     flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
@@ -120,6 +122,7 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 @flow(
     name="relocate-in-shards",
     flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),

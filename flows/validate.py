@@ -28,10 +28,15 @@ from stacflow.tasks.errors import UsageError
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
 
+VALIDATE_TIMEOUT_S = 3 * 3600
+"""A nightly validation still running after three hours would overlap the day's work: it ends
+TimedOut (and alerts, as a failed run does) rather than hanging."""
+
 
 @flow(
     name="validate-package",
     flow_run_name=run_name_from_spec(),
+    timeout_seconds=VALIDATE_TIMEOUT_S,
     description="Validate the remote and relocated locks of a package spec (no copying); "
     "fails when any asset drifted or went missing.",
     task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),

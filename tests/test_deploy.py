@@ -144,6 +144,48 @@ def test_prefect_yaml_deploys_four_deployments_that_need_no_absolute_path(stack)
     )
 
 
+def test_deployments_queue_a_second_run_and_mark_the_shard_deployment_internal(stack):
+    from prefect import get_client  # noqa: PLC0415
+
+    from stacflow.flows.relocate import RUN_TIMEOUT_S, relocate_package  # noqa: PLC0415
+    from stacflow.flows.shards import relocate_in_shards, relocate_shard  # noqa: PLC0415
+    from stacflow.flows.validate import VALIDATE_TIMEOUT_S, validate_package  # noqa: PLC0415
+
+    with get_client(sync_client=True) as client:
+        deployments = {
+            name: client.read_deployment_by_name(name)
+            for name in (RELOCATE, VALIDATE, SHARDS, SHARD)
+        }
+    for name in (RELOCATE, VALIDATE, SHARDS):
+        deployment = deployments[name]
+        assert deployment.global_concurrency_limit.limit == 1, name
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE", name
+    shard = deployments[SHARD]
+    assert shard.global_concurrency_limit is None  # a parent starts all its shards at once
+    assert shard.description.startswith("INTERNAL, do not run by hand")
+    assert "internal" in shard.tags
+    assert relocate_package.timeout_seconds == RUN_TIMEOUT_S == 24 * 3600
+    assert relocate_in_shards.timeout_seconds == relocate_shard.timeout_seconds == RUN_TIMEOUT_S
+    assert validate_package.timeout_seconds == VALIDATE_TIMEOUT_S == 3 * 3600
+
+
+def test_a_second_run_of_the_same_spec_waits_for_the_first_instead_of_failing(stack, demo_run):
+    """Two workers, two runs of one spec at once: without the deployment's limit both start and
+    the second fails on the spec's run lock; with it the second waits for a slot."""
+    from prefect import get_client  # noqa: PLC0415
+
+    assert demo_run.state.is_completed()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RELOCATE)
+        runs = [client.create_flow_run_from_deployment(deployment.id) for _ in range(2)]
+        finished = [_wait_final(client, run.id) for run in runs]
+        histories = [[state.name for state in client.read_flow_run_states(run.id)] for run in runs]
+    assert all(run.state.is_completed() for run in finished), [r.state for r in finished]
+    first, second = sorted(finished, key=lambda run: run.start_time)
+    assert second.start_time >= first.end_time, "the two runs overlapped"
+    assert any("AwaitingConcurrencySlot" in history for history in histories), histories
+
+
 def test_a_deployment_run_on_a_worker_relocates_and_publishes_its_artifacts(stack, demo_run):
     assert demo_run.state.is_completed(), demo_run.state
     assert demo_run.work_pool_name == POOL
@@ -400,6 +442,16 @@ def test_commands_that_need_a_server_refuse_without_one(argv, error, capsys):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _wait_final(client, flow_run_id, timeout_s: float = RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"flow run {run.name} still {run.state}"
+        time.sleep(0.5)
 
 
 def _wait_for_workers(count: int, timeout_s: float = 60) -> None:
