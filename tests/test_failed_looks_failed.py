@@ -142,7 +142,9 @@ def test_an_ok_run_says_ok_and_a_dry_run_publishes_a_plan_beside_it(demo, prefec
     assert _latest("demo-drone-survey-summary").flow_run_id == run.id
 
 
-def test_a_validation_run_is_named_from_its_spec(demo, prefect_harness):
+def test_a_validation_run_is_named_from_its_spec_and_publishes_what_the_readme_says(
+    demo, prefect_harness
+):
     from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
     from stacflow.flows.validate import validate_package  # noqa: PLC0415
 
@@ -150,6 +152,16 @@ def test_a_validation_run_is_named_from_its_spec(demo, prefect_harness):
     run = _run(validate_package, spec_path=str(demo.parent / "scheduled-validation.yaml"))
     assert run.state.is_completed()
     assert re.match(r"^demo-drone-survey-nightly-validation-\d{4}-\d\d-\d\dT\d\d:\d\d$", run.name)
+    # What the README says a validation publishes, and nothing else.
+    slug = "demo-drone-survey-nightly-validation"
+    artifacts = _artifacts(run.id)
+    assert set(artifacts) == {f"{slug}-summary", f"{slug}-validation", f"{slug}-outputs"}
+    assert artifacts[f"{slug}-summary"].description == "OK: 6 assets, 12 valid"
+    assert artifacts[f"{slug}-summary"].data.startswith(f"# {slug}: OK")
+    rows = json.loads(artifacts[f"{slug}-validation"].data)
+    assert {(r["lock"], r["valid"]) for r in rows} == {("https", True), ("local", True)}
+    assert len(rows) == 12
+    assert artifacts[f"{slug}-outputs"].data.endswith("/specs/demo/out/results)")
 
 
 def _outcome(item: str, store: str, outcome: str, step: str = "relocate", **kw) -> Outcome:
