@@ -232,6 +232,60 @@ def test_the_nightly_validation_fails_on_a_same_size_rewrite_and_names_the_asset
     assert "| local | 5 | 1 | yes |" in artifacts[f"{slug}-summary"].data
 
 
+def test_a_ui_retry_of_a_failed_run_copies_only_what_failed(stack, origin):
+    """The UI's Retry (AwaitingRetry, not forced, as its button sends) runs the flow again on a
+    worker. Results are not persisted: the journals and relocated locks are what a retry resumes
+    from, so the origin is asked again only for the asset that failed."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.objects import State, StateType  # noqa: PLC0415
+
+    origin.root = stack.clone / "specs" / "demo" / "origin"
+    spec = stack.clone / "specs" / "retry.yaml"
+    spec.write_text(
+        f"""name: demo-retry
+package: demo/demo.pkg
+sources:
+  https:
+    prefix: https://demo-imagery.stacflow.invalid/
+    store: {{endpoint: "{origin.url}/", allow_http: true}}
+    compare: [size]
+targets:
+  local: {{store: {{type: file, root: retry/local}}, layout: item-asset}}
+validate: [local]
+outputs: retry/results
+"""
+    )
+    broken = "/uploads/flight-02/ortho.tif"
+    origin.fail(broken, 404)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RELOCATE)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"spec_path": "specs/retry.yaml"}
+        )
+        failed = _wait_final(client, run.id)
+        assert failed.state.is_failed(), failed.state
+        assert origin.count("GET") == 6  # five copied, one refused
+
+        origin.clear()  # the origin is back; the log starts empty
+        client.set_flow_run_state(
+            run.id,
+            State(type=StateType.SCHEDULED, name="AwaitingRetry", message="Retry from the UI"),
+            force=False,
+        )
+        retried = _wait_final(client, run.id)
+    assert retried.state.is_completed(), retried.state
+    assert retried.run_count == 2
+    assert {r.path for r in origin.requests if r.method == "GET"} == {broken}
+    local = stack.clone / "specs" / "retry" / "local"
+    assert (local / "flight-02" / "visual.tif").read_bytes() == (
+        origin.root / broken.lstrip("/")
+    ).read_bytes()
+    assert (
+        len(read_lock(stack.clone / "specs" / "retry" / "results" / "local.assets.lock.parquet"))
+        == 6
+    )
+
+
 def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
     stack, tmp_path, capsys
 ):
