@@ -286,6 +286,61 @@ outputs: retry/results
     )
 
 
+def test_the_checked_in_automation_fires_when_a_validation_fails(stack):
+    """`prefect automation create --from-file automations/validation-failed.yaml`, as the README
+    says; then a failed validate-package run fires it, and a failed relocation does not."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.events.filters import (  # noqa: PLC0415
+        EventFilter,
+        EventNameFilter,
+        EventResourceFilter,
+    )
+
+    created = subprocess.run(
+        [*PREFECT, "automation", "create", "--from-file", "automations/validation-failed.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name("stacflow: validation failed")
+    assert automation.enabled
+
+    validation = run_deployment(
+        VALIDATE, parameters={"spec_path": "specs/missing.yaml"}, timeout=RUN_TIMEOUT_S
+    )
+    relocation = run_deployment(
+        RELOCATE, parameters={"spec_path": "specs/missing.yaml"}, timeout=RUN_TIMEOUT_S
+    )
+    assert validation.state.is_failed()
+    assert relocation.state.is_failed()
+
+    def fired_for() -> set[str]:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["prefect.automation.triggered"]),
+                    resource=EventResourceFilter(id=[f"prefect.automation.{automation.id}"]),
+                ),
+                limit=50,  # the client's default (100) is more than the server accepts
+            )
+        return {
+            event.payload["triggering_event"]["resource"]["prefect.resource.id"]
+            for event in page.events
+        }
+
+    deadline = time.monotonic() + 30
+    while f"prefect.flow-run.{validation.id}" not in fired_for():
+        assert time.monotonic() < deadline, "the automation did not fire"
+        time.sleep(0.5)
+    time.sleep(2)  # the relocation failed after the validation: its event had time to arrive
+    assert fired_for() == {f"prefect.flow-run.{validation.id}"}
+
+
 def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
     stack, tmp_path, capsys
 ):
