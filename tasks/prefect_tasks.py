@@ -12,8 +12,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
