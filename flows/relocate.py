@@ -26,6 +26,7 @@ from stacflow.flows.compile import (
     target_checks,
 )
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.records import (
     left_alone,
     record_relocations,
@@ -39,6 +40,7 @@ from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.headline import failed_assets_line
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -53,6 +55,7 @@ from stacflow.tasks.outputs import (
 )
 from stacflow.tasks.owners import Owner
 from stacflow.tasks.prefect_tasks import (
+    assets_failed_task,
     claim_targets_task,
     derive_batch_task,
     enrich_task,
@@ -71,6 +74,9 @@ from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
+RUN_TIMEOUT_S = 24 * 3600
+"""A relocation that runs a day is stuck, not slow: it ends TimedOut and the next run resumes
+from the journals instead of a worker slot being held for ever."""
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
 VALIDATION_BATCH_FACTOR = 4
 
@@ -101,6 +107,8 @@ class RunOverrides(BaseModel):
 
 @flow(
     name="relocate-package",
+    flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="Relocate a package's locked assets into every target, enrich the items with "
     "the new alternates, and validate the remote and relocated locks.",
     # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
@@ -394,6 +402,7 @@ def finish_run(
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     if not summary.ok:
+        assets_failed_task(failed_assets_line(summary), return_state=True)
         raise RunFailed(summary.text(), summary)
     get_run_logger().info("%s", summary.text())
     return run_result(summary, plan)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
+from prefect.states import Failed
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
@@ -137,6 +139,15 @@ def sweep_leftovers_task(moves: Opaque[Sequence[Move]]) -> list[str]:
     swept = sweep_leftovers(moves.value)
     swept.log_to(get_run_logger())
     return list(swept.problems)
+
+
+@task(cache_policy=NO_CACHE, name="assets-failed", tags=["stacflow", "verdict"])
+def assets_failed_task(message: str) -> State:
+    """Ends Failed, naming the failed assets: a run whose assets failed shows it in its task
+    graph, while the batches that recorded those outcomes stay Completed (failing them would
+    make Prefect retry whole batches, and their rows are the run's record). It logs nothing:
+    the flow's summary already lists each failure once."""
+    return Failed(message=message)
 
 
 @task(

@@ -14,9 +14,10 @@ from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.retry import RetryPolicy, with_retries
 from stacflow.tasks.stores import Facts, Store, StoreRef, capabilities, open_store
 from stacflow.tasks.stores.object_store import ObjectStore
+from stacflow.tasks.summary import TO_COPY
 from stacflow.tasks.verified import verified_copy
 
-PLANNED = "to-copy"
+PLANNED = TO_COPY
 
 
 def survey(
