@@ -31,7 +31,7 @@ from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
-from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.errors import AssetError, RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -51,6 +51,7 @@ from stacflow.tasks.prefect_tasks import (
     enrich_task,
     flush_targets_task,
     list_targets_task,
+    preflight_task,
     relocate_batch_task,
     survey_task,
     validate_batch_task,
@@ -169,8 +170,10 @@ def prepare_plan(
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
+    unusable = look_at_stores(plan)
     owner = Owner.of(inputs.spec.name, inputs.outputs)
-    unusable = claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
+    usable = [(t.name, t.store) for t in plan.targets if t.name not in unusable]
+    unusable |= claim_targets_task(usable, owner, write=claim)
     for target in plan.targets:
         if target.name in unusable:
             BREAKERS.trip(target.store, unusable[target.name])
@@ -188,6 +191,19 @@ def prepare_plan(
         len(plan.batches()),
     )
     return plan
+
+
+def look_at_stores(plan: Plan) -> dict[str, AssetError]:
+    """The pre-flight: the targets found unusable without writing, by name. A source that does
+    not answer is only said: the breaker ends its assets after a few tries (a blip at start-up
+    must not fail a whole run)."""
+    probes = preflight_task(
+        Opaque(plan.moves), plan.source, [(t.name, t.store) for t in plan.targets]
+    )
+    for probe in probes:
+        if not probe.ok and probe.role == "source":
+            get_run_logger().info("pre-flight: %s", probe.line)
+    return {p.name: p.error for p in probes if p.role == "target" and p.error is not None}
 
 
 def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[list[Moved], float]:
