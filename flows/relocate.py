@@ -62,6 +62,7 @@ from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
+from stacflow.tasks.writable import writing_outputs
 
 BATCHES_IN_FLIGHT = 2
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
@@ -115,7 +116,8 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+    outputs = outputs_of(Path(spec_path), spec)
+    with writing_outputs(outputs), run_lock(outputs) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
