@@ -116,14 +116,16 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
+    if dry_run:  # no run lock: a dry run writes nothing at all
+        inputs, derived = gather_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets, claim=False)
+        planned = survey_task(Opaque(plan.moves), plan.policy.workers)
+        outcomes = [*derived, *planned, *left_alone(plan)]
+        return finish_run(plan, inputs, outcomes, started, dry_run=True)
     outputs = outputs_of(Path(spec_path), spec)
     with writing_outputs(outputs), run_lock(outputs) as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, claim=not dry_run)
-        if dry_run:
-            planned = survey_task(Opaque(plan.moves), plan.policy.workers)
-            outcomes = [*derived, *planned, *left_alone(plan)]
-            return finish_run(plan, inputs, outcomes, started, dry_run=True)
+        plan = prepare_plan(inputs, targets)
         moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)

@@ -162,3 +162,14 @@ def test_a_folder_that_cannot_be_created_is_said_without_writing(tmp_path):
     assert problem.message.startswith(f"Not a directory: {tmp_path / 'a-file'}")
     assert folder_problem(tmp_path / "new" / "root") is None
     assert not (tmp_path / "new").exists()
+
+
+def test_a_dry_run_writes_nothing_at_all(tmp_path, origin, prefect_harness, capsys):
+    package = make_package(tmp_path / "pkg", origin.root, ASSETS)
+    spec = write_spec(
+        tmp_path, package, origin.url + "/", {"local": f'{{type: file, root: "{tmp_path / "a"}"}}'}
+    )
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    assert "plan only (dry run)" in capsys.readouterr().out
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no run.lock
