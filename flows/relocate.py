@@ -18,7 +18,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
-from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.inputs import (
+    Inputs,
+    load_inputs,
+    load_spec,
+    previous_records,
+    with_items_table,
+)
 from stacflow.flows.records import (
     left_alone,
     record_relocations,
@@ -32,7 +38,7 @@ from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import AssetError, RunFailed
-from stacflow.tasks.items import Alternate, read_item_dicts
+from stacflow.tasks.items import Alternate, read_item_dicts, table_from_items
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
@@ -41,6 +47,7 @@ from stacflow.tasks.outputs import (
     OutputPaths,
     Promotion,
     alternates_of,
+    unsigned_items,
     write_package,
     write_validation,
 )
@@ -116,19 +123,21 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    if dry_run:  # no run lock: a dry run writes nothing at all
-        inputs, derived = gather_inputs(Path(spec_path), spec)
+    if dry_run:  # no run lock, no package: a dry run writes nothing at all
+        inputs, derived, _ = derive_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, claim=False)
         planned = survey_task(Opaque(plan.moves), plan.policy.workers)
         outcomes = [*derived, *planned, *left_alone(plan)]
         return finish_run(plan, inputs, outcomes, started, dry_run=True)
     outputs = outputs_of(Path(spec_path), spec)
-    with writing_outputs(outputs), run_lock(outputs) as killed:
-        inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets)
-        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
-        outcomes = [*derived, *(m.outcome for m in moved)]
-        return settle_run(plan, inputs, outcomes, started, byte_phase_s)
+    with writing_outputs(outputs):
+        inputs, derived, items = derive_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets)  # a plan refused here has written nothing
+        with run_lock(outputs) as killed:
+            keep_package(inputs, items)
+            moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
+            outcomes = [*derived, *(m.outcome for m in moved)]
+            return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -140,8 +149,19 @@ def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
 
 def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     """The package's tables; for lock-less Items, first derive the lock and write the package."""
+    inputs, derived, items = derive_inputs(spec_path, spec)
+    keep_package(inputs, items)
+    return inputs, derived
+
+
+def derive_inputs(
+    spec_path: Path, spec: Spec
+) -> tuple[Inputs, list[Outcome], list[dict[str, Any]] | None]:
+    """The package's tables; for lock-less Items, the lock derived from them (HEADs only) and
+    the Items the package will hold. Nothing is written yet: a plan refused next leaves no
+    trace (`keep_package` writes it once the run goes ahead)."""
     if spec.package is not None:
-        return load_inputs(spec_path, spec), []
+        return load_inputs(spec_path, spec), [], None
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
@@ -155,9 +175,16 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
         for result in future.result()
     ]
     lock = [d.row for d in derived if d.row is not None]
-    package = write_package(OutputPaths(outputs_of(spec_path, spec)), items, lock)
-    inputs = load_inputs(spec_path, spec, lock=lock, items=package / "items.parquet")
-    return inputs, [d.outcome for d in derived]
+    inputs = load_inputs(spec_path, spec, lock=lock)
+    package = OutputPaths(inputs.outputs).package / "items.parquet"
+    inputs = with_items_table(inputs, table_from_items(unsigned_items(items)), package)
+    return inputs, [d.outcome for d in derived], items
+
+
+def keep_package(inputs: Inputs, items: list[dict[str, Any]] | None) -> None:
+    """Write the package derived from lock-less Items (None: the spec names a package)."""
+    if items is not None:
+        write_package(OutputPaths(inputs.outputs), items, inputs.lock)
 
 
 def outputs_of(spec_path: Path, spec: Spec) -> Path:
