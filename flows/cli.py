@@ -22,8 +22,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from stacflow.flows import interrupt
 from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
 from stacflow.tasks.errors import RunFailed, UsageError, scrub
+from stacflow.tasks.stop import Interrupted
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -40,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.began = began
+    interrupt.install()
     if not getattr(args, "verbose", True):
         # The terminal gets the progress line and the summary; the flow run's page keeps every
         # log line (only the console handler is quietened, and only before Prefect is imported).
@@ -53,9 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = error.summary
         print(summary.text_for_command(began) if summary else error, file=sys.stdout)
         return 1
+    except Interrupted as error:
+        print(error, file=sys.stdout)
+        return interrupt.EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
-        return 130
+        return interrupt.EXIT_INTERRUPTED
 
 
 def console() -> None:

@@ -6,11 +6,12 @@ submits tasks and gathers their rows; every byte moves inside `tasks/`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
@@ -31,7 +32,7 @@ from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
-from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.errors import ErrorClass, RunFailed
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -58,6 +59,7 @@ from stacflow.tasks.prefect_tasks import (
 from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, run_lock
+from stacflow.tasks.stop import STOP, Interrupted
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
@@ -123,6 +125,8 @@ def relocate_package(
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
         moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
         outcomes = [*derived, *(m.outcome for m in moved)]
+        if STOP.is_set():
+            stop_run(plan, inputs, outcomes, started)
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
 
@@ -247,6 +251,23 @@ def settle_run(
         flush_s=flush_s,
         files=files,
     )
+
+
+def stop_run(plan: Plan, inputs: Inputs, outcomes: list[Outcome], started: float) -> NoReturn:
+    """Stopped by a signal or a cancel: the copies made are flushed (the journal names them) and
+    reported; enriching and validating half a run is left to the rerun, which resumes."""
+    flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
+    with contextlib.suppress(RunFailed):  # the interrupted copies count as failed there
+        finish_run(plan, inputs, outcomes, started)
+    raise Interrupted(interrupted_line(outcomes))
+
+
+def interrupted_line(outcomes: Sequence[Outcome]) -> str:
+    """What the stop left: copies made by this run, and copies the rerun will make."""
+    copies = [o for o in outcomes if o.step == Step.RELOCATE]
+    copied = sum(o.outcome == Result.COPIED for o in copies)
+    left = sum(o.error_class == ErrorClass.INTERRUPTED for o in copies)
+    return f"interrupted: {copied} copied, {left} left; rerun to resume"
 
 
 def copied_to(target: str, outcomes: Sequence[Outcome]) -> bool:

@@ -27,6 +27,7 @@ from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
+from stacflow.tasks.stop import INTERRUPTED_MESSAGE, STOP, Interrupted
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
 from stacflow.tasks.verified import FACTS, verified_copy
@@ -73,12 +74,14 @@ def relocate_batch(
     journals = journals or {}
     if resume:
         moves = _with_journaled(moves, journals)
-    if policy.sweep:
+    if policy.sweep and not STOP.is_set():
         sweep_leftovers(moves)
     stop = threading.Event()
     open_journals = {target: Journal(path) for target, path in journals.items()}
 
     def run(move: Move) -> list[Moved]:
+        if STOP.is_set():
+            return [_interrupted(move, leg) for leg in move.legs]
         if stop.is_set():
             return [
                 Moved(_outcome(move, leg, Result.FAILED, message=NOT_ATTEMPTED), None)
@@ -142,9 +145,11 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
             stop=stop_after_attempt(policy.attempts),
             wait=_backoff(policy),
             retry=retry_if_exception(_is_transient),
+            sleep=STOP.sleep,
             reraise=True,
         ):
             with attempt:
+                STOP.check()
                 attempts += 1
                 try:
                     pending = _copy_attempt(
@@ -153,7 +158,9 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
                 except _Retry as retry:
                     pending = retry.legs  # legs that settled keep their outcome and record
                     raise
-    except AssetError as error:
+    except (AssetError, Interrupted) as error:
+        if STOP.is_set():  # whatever the stop made a read raise, the copy was only cut short
+            return [done.get(leg.target) or _interrupted(move, leg) for leg in move.legs]
         attempts -= isinstance(error, StoreDown)  # that attempt made no request
         for leg in pending:
             if leg.target not in done:
@@ -299,7 +306,19 @@ def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list
 
 
 def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
+    return (
+        isinstance(error, AssetError)
+        and error.error_class == ErrorClass.TRANSIENT
+        and not STOP.is_set()
+    )
+
+
+def _interrupted(move: Move, leg: Leg) -> Moved:
+    """A leg a stop request left uncopied: failed for this run, copied by the next."""
+    outcome = _outcome(
+        move, leg, Result.FAILED, error_class=ErrorClass.INTERRUPTED, message=INTERRUPTED_MESSAGE
+    )
+    return Moved(outcome, None)
 
 
 def _backoff(policy: CopyPolicy) -> Any:

@@ -22,6 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
+from stacflow.tasks.stop import STOP
 from stacflow.tasks.stores.base import (
     Backend,
     Capabilities,
@@ -137,6 +138,7 @@ class HttpStore:
     def _send(
         self, origin: str, method: str, target: str, headers: dict[str, str]
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        STOP.check()
         headers = {"User-Agent": "stacflow", **headers}
         connection = self._connection(origin)
         if connection.sock is None:
@@ -148,6 +150,7 @@ class HttpStore:
                 response = connection.getresponse()
             except _NETWORK_ERRORS as exc:
                 connection.close()
+                STOP.check()  # the socket was shut down to stop the run: not a network error
                 if reused and attempt == 1 and not isinstance(exc, TimeoutError):
                     continue  # the server closed an idle keep-alive connection: reconnect once
                 _raise_network(exc, redact(origin + target))
@@ -198,6 +201,7 @@ class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         super().connect()
         self.sock.settimeout(self.read_timeout)
+        STOP.track(self.sock)
 
     def close(self) -> None:
         super().close()
@@ -247,6 +251,7 @@ class _HttpReader:
             if count == 0 and expected is None:
                 break
             if count <= 0:
+                STOP.check()  # a stop shut the socket down: no resume
                 if resumes >= MAX_RESUMES or not self._resume(received):
                     self._fail(f"body {cause} after {received} of {expected} bytes")
                 resumes += 1
