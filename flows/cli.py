@@ -42,7 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.began = began
-    interrupt.install()
     if not getattr(args, "verbose", True):
         # The terminal gets the progress line and the summary; the flow run's page keeps every
         # log line (only the console handler is quietened, and only before Prefect is imported).
@@ -70,8 +69,10 @@ def console() -> None:
     Everything a command writes is closed by then; Prefect's client is drained here, while its
     server is still there. Tearing the interpreter down (Prefect, pyarrow and obstore objects,
     thousands of them after a run) cost about 0.55 s per command for nothing, and obstore's
-    runtime can crash the process at that moment (DESIGN.md, "Known traps").
+    runtime can crash the process at that moment (DESIGN.md, "Known traps"). Ctrl-C and SIGTERM
+    are the command's own from its first line (flows/interrupt.py).
     """
+    interrupt.install()
     leave(main())
 
 
