@@ -21,6 +21,8 @@ from stacflow.tasks.owners import OWNER_FILE
 from stacflow.tasks.report import read_report
 from stacflow.tasks.state import read_records
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
+from tests.servers.s3 import client as s3_client
+from tests.servers.s3 import list_multipart_uploads
 from tests.test_api_server import _servers_under, _wait_gone, home  # noqa: F401 - a fixture
 
 STALLED = "scenes/1/visual.tif"
@@ -44,8 +46,9 @@ def package(tmp_path: Path, origin) -> Path:
     return make_package(tmp_path / "pkg", origin.root, ASSETS, checksums=True)
 
 
-def _spec(folder: Path, package: Path, origin_url: str) -> Path:
+def _spec(folder: Path, package: Path, origin_url: str, target: str | None = None) -> Path:
     folder.mkdir(exist_ok=True)
+    target = target or f"{{type: file, root: {folder / 'assets'}}}"
     spec = folder / "spec.yaml"
     spec.write_text(
         f"""
@@ -57,7 +60,7 @@ sources:
     store: {{endpoint: "{origin_url}/", allow_http: true}}
 targets:
   local:
-    store: {{type: file, root: {folder / "assets"}}}
+    store: {target}
 relocate: {{max_workers: 2, chunk_size: 256KiB}}
 validate: {{locks: [https, local], checksums: [local]}}
 outputs: {folder / "out"}
@@ -175,3 +178,33 @@ def test_a_second_ctrl_c_exits_at_once_and_takes_the_temporary_server_with_it(
     assert "Traceback" not in text, text
     assert _wait_gone(servers, STOPPED_WITHIN_S) == set(), "the temporary server outlived it"
     _resumes(folder, package, origin, env)
+
+
+def test_a_stopped_copy_into_s3_aborts_its_open_multipart_upload(
+    tmp_path, origin, prefect_harness, moto_endpoint, s3_bucket
+):
+    """Two 5 MiB parts are sent before the origin stalls: the stop must abort that upload."""
+    origin.last_modified = LAST_MODIFIED_HTTP
+    large = {("scene-1", "visual"): (STALLED, os.urandom(14 * 1024 * 1024))}
+    package = make_package(tmp_path / "pkg", origin.root, large, checksums=True)
+    origin.stall(f"/{STALLED}", 600, after_bytes=11 * 1024 * 1024)
+    bucket = (
+        f"{{type: s3, bucket: {s3_bucket}, prefix: copies, endpoint: '{moto_endpoint}', "
+        "allow_http: true}"
+    )
+    command = _stacflow(_spec(tmp_path / "run", package, origin.url, bucket))
+    try:
+        deadline = time.monotonic() + 120
+        while not list_multipart_uploads(moto_endpoint, s3_bucket):
+            assert command.poll() is None, command.communicate()
+            assert time.monotonic() < deadline, "no multipart upload was ever opened"
+            time.sleep(0.1)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=STOPPED_WITHIN_S)
+    finally:
+        command.kill()
+    assert command.returncode == 130, (out + err).decode()
+    assert out.decode().strip() == "interrupted: 0 copied, 1 left; rerun to resume"
+    assert list_multipart_uploads(moto_endpoint, s3_bucket) == []
+    listed = s3_client(moto_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix="copies/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == ["copies/.stacflow-owner"]
