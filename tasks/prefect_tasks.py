@@ -7,12 +7,17 @@ what Prefect is for: retries, names and tags, a log line, the live progress.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
+from prefect.states import Cancelled
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
@@ -25,12 +30,33 @@ from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enr
 from stacflow.tasks.owners import Owner, claim_targets
 from stacflow.tasks.relocate import CopyPolicy, Moved, flush_targets, relocate_batch
 from stacflow.tasks.report import Outcome
+from stacflow.tasks.stop import Interrupted
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
 from stacflow.tasks.validate import Validated, validate_checks
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _stops_quietly(body: Callable[P, R]) -> Callable[P, Any]:
+    """A task cut short by a stop request ends Cancelled, not Failed: no traceback in the log,
+    no retry; the flow receives the `Interrupted` and ends Cancelled too (flows/verdict.py)."""
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except Interrupted as error:
+            return Cancelled(message=str(error), data=error)
+
+    run.__signature__ = inspect.signature(body, eval_str=True)  # type: ignore[attr-defined]
+    run.__annotations__ = typing.get_type_hints(body, include_extras=True)
+    return run
+
 
 @task(cache_policy=NO_CACHE, name="claim-targets", tags=["stacflow", "relocate"])
+@_stops_quietly
 def claim_targets_task(
     targets: list[tuple[str, StoreRef]], owner: Owner, *, write: bool
 ) -> dict[str, AssetError]:
@@ -44,6 +70,7 @@ def claim_targets_task(
     retry_delay_seconds=[2, 10],
     tags=["stacflow", "derive"],
 )
+@_stops_quietly
 def derive_batch_task(
     checks: Opaque[Sequence[Check]], name: str, workers: int = 8
 ) -> list[Derived]:
@@ -54,11 +81,13 @@ def derive_batch_task(
 
 
 @task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
+@_stops_quietly
 def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
     return survey(moves.value, workers)
 
 
 @task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
+@_stops_quietly
 def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
     return Opaque(with_listings(moves.value))
 
@@ -102,6 +131,7 @@ def enrich_task(
     retry_delay_seconds=[5],
     tags=["stacflow", "validate"],
 )
+@_stops_quietly
 def validate_batch_task(
     checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
 ) -> list[Validated]:
@@ -132,6 +162,7 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     retry_delay_seconds=[5],
     tags=["stacflow", "relocate"],
 )
+@_stops_quietly
 def relocate_batch_task(
     moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
 ) -> list[Moved]:

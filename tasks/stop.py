@@ -59,7 +59,7 @@ class StopRequest:
     def check(self) -> None:
         """Raise `Interrupted` once a stop was requested."""
         if self._event.is_set():
-            raise Interrupted(f"interrupted ({self.reason})" if self.reason else "interrupted")
+            raise Interrupted(f"interrupted by {self.reason or 'a stop request'}; rerun to resume")
 
     def sleep(self, seconds: float) -> None:
         """A retry's backoff that a stop request cuts short."""

@@ -69,9 +69,11 @@ outputs: {folder / "out"}
     return spec
 
 
-def _stacflow(spec: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _stacflow(
+    spec: Path, env: dict[str, str] | None = None, command: str = "run"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "stacflow.flows.cli", "run", str(spec)],
+        [sys.executable, "-m", "stacflow.flows.cli", command, str(spec)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -208,3 +210,26 @@ def test_a_stopped_copy_into_s3_aborts_its_open_multipart_upload(
     assert list_multipart_uploads(moto_endpoint, s3_bucket) == []
     listed = s3_client(moto_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix="copies/")
     assert [o["Key"] for o in listed.get("Contents", [])] == ["copies/.stacflow-owner"]
+
+
+def test_a_validation_stopped_on_a_stalled_head_says_so_without_a_traceback(
+    tmp_path, origin, package, prefect_harness
+):
+    """`stacflow check` reads no bytes but waits on HEADs: a stop wakes those too."""
+    stalled = "/scenes/2/visual.tif"
+    origin.stall(stalled, 600, method="HEAD")
+    command = _stacflow(_spec(tmp_path / "run", package, origin.url), command="check")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(r.method == "HEAD" and r.path == stalled for r in origin.requests):
+            assert command.poll() is None, command.communicate()
+            assert time.monotonic() < deadline, "the validation never asked the origin"
+            time.sleep(0.05)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=STOPPED_WITHIN_S)
+    finally:
+        command.kill()
+    text = (out + err).decode()
+    assert command.returncode == 130, text
+    assert out.decode().strip() == "interrupted by SIGINT; rerun to resume"
+    assert "Traceback" not in text, text
