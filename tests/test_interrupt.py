@@ -18,8 +18,9 @@ import pytest
 
 from stacflow.flows.interrupt import AT_ONCE
 from stacflow.tasks.owners import OWNER_FILE
-from stacflow.tasks.report import read_report
+from stacflow.tasks.report import Outcome, read_report
 from stacflow.tasks.state import read_records
+from stacflow.tasks.summary import Summary
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
 from tests.servers.s3 import client as s3_client
 from tests.servers.s3 import list_multipart_uploads
@@ -233,3 +234,13 @@ def test_a_validation_stopped_on_a_stalled_head_says_so_without_a_traceback(
     assert command.returncode == 130, text
     assert out.decode().strip() == "interrupted by SIGINT; rerun to resume"
     assert "Traceback" not in text, text
+
+
+def test_the_summary_of_a_stopped_run_says_interrupted_not_failed():
+    outcomes = (
+        Outcome("scene-2", "visual", "local", "relocate", "copied", bytes=70_000),
+        Outcome("scene-1", "visual", "local", "relocate", "failed", error_class="interrupted"),
+    )
+    summary = Summary(name="interrupt-test", outcomes=outcomes, elapsed_s=1.0)
+    assert "interrupt-test: INTERRUPTED (1 copy left; rerun to resume)" in summary.markdown()
+    assert "FAILED" not in summary.text()
