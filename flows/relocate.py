@@ -259,14 +259,16 @@ def stop_run(plan: Plan, inputs: Inputs, outcomes: list[Outcome], started: float
     flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
     with contextlib.suppress(RunFailed):  # the interrupted copies count as failed there
         finish_run(plan, inputs, outcomes, started)
-    raise Interrupted(interrupted_line(outcomes))
+    raise Interrupted(interrupted_line(plan, outcomes))
 
 
-def interrupted_line(outcomes: Sequence[Outcome]) -> str:
-    """What the stop left: copies made by this run, and copies the rerun will make."""
+def interrupted_line(plan: Plan, outcomes: Sequence[Outcome]) -> str:
+    """What the stop left: copies made by this run, and copies the rerun will make (also those
+    of a shard cancelled before it started, which reported nothing)."""
     copies = [o for o in outcomes if o.step == Step.RELOCATE]
     copied = sum(o.outcome == Result.COPIED for o in copies)
-    left = sum(o.error_class == ErrorClass.INTERRUPTED for o in copies)
+    settled = sum(o.error_class != ErrorClass.INTERRUPTED for o in copies)
+    left = sum(len(move.legs) for move in plan.moves) - settled
     return f"interrupted: {copied} copied, {left} left; rerun to resume"
 
 

@@ -162,7 +162,6 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     retry_delay_seconds=[5],
     tags=["stacflow", "relocate"],
 )
-@_stops_quietly
 def relocate_batch_task(
     moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
 ) -> list[Moved]:

@@ -78,6 +78,11 @@ class StopRequest:
             with contextlib.suppress(RuntimeError):
                 return list(self._sockets)
 
+    def __reduce__(self) -> str:
+        """Pickled by name: a function shipped to a Dask worker by value finds that process's
+        own request there (a lock cannot travel, and a copy would never be set)."""
+        return "STOP"
+
     def reset(self) -> None:
         """Forget a stop request: a long-lived process (a worker, the test session) runs the
         next flow afresh."""

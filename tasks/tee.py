@@ -47,6 +47,7 @@ def copy_once(
                 for writer in writers:
                     writer.write(chunk)
                 received += len(chunk)
+            STOP.check()  # a stream without a length ends early when a stop shuts its socket
             checksum = _verified_checksum(move, reader.facts, drift, received, digest)
         except BaseException as error:
             for writer in writers:
