@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling
@@ -73,7 +74,8 @@ class Shard(BaseModel):
     name="relocate-shard",
     description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
-    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def relocate_shard(
@@ -115,12 +117,15 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 
     When this run is stopped (Ctrl-C, a cancel), the shard is cancelled as the UI would: its
     worker stops it in order and it still writes its report for the merge."""
-    child = run_deployment(name=deployment, parameters=parameters, timeout=0, as_subflow=True)
+    # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
+    child: FlowRun = run_deployment(  # type: ignore[assignment]
+        name=deployment, parameters=parameters, timeout=0, as_subflow=True
+    )
     cancelled = False
     with get_client(sync_client=True) as client:
         while not (state := client.read_flow_run(child.id).state) or not state.is_final():
             if STOP.is_set() and not cancelled:
-                started = state is not None and not (state.is_scheduled() or state.is_pending())
+                started = not (state is None or state.is_scheduled() or state.is_pending())
                 stop = Cancelling if started else Cancelled  # nobody runs it yet to stop it
                 client.set_flow_run_state(child.id, stop(message=STOP.reason), force=True)
                 cancelled = True
@@ -128,15 +133,17 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
                 time.sleep(POLL_S)
             else:
                 STOP.sleep(POLL_S)
-    get_run_logger().info("shard flow run %s ended %s", child.name, state.name)
-    return state.name
+    name = state.name or "Unknown"
+    get_run_logger().info("shard flow run %s ended %s", child.name, name)
+    return name
 
 
 @flow(
     name="relocate-in-shards",
     description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
-    task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def relocate_in_shards(

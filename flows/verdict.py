@@ -31,9 +31,12 @@ SAID = "stacflow_said"
 STATE_MESSAGE_CHARS = 200
 
 
-def ends_in_verdict(body: Callable[P, R]) -> Callable[P, Any]:
+def ends_in_verdict(body: Callable[P, R]) -> Callable[P, R]:
     """Wrap a flow's body: an expected failure is logged once and ends the run Failed; a run
-    stopped by a signal or a cancel ends Cancelled (flows/interrupt.py)."""
+    stopped by a signal or a cancel ends Cancelled (flows/interrupt.py).
+
+    Callers still get `R` or an exception: Prefect raises a returned state's `data`.
+    """
 
     @functools.wraps(body)
     def run(*args: P.args, **kwargs: P.kwargs) -> Any:
