@@ -39,9 +39,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _stops_quietly(body: Callable[P, R]) -> Callable[P, Any]:
+def _stops_quietly(body: Callable[P, R]) -> Callable[P, R]:
     """A task cut short by a stop request ends Cancelled, not Failed: no traceback in the log,
-    no retry; the flow receives the `Interrupted` and ends Cancelled too (flows/verdict.py)."""
+    no retry; the flow receives the `Interrupted` (Prefect raises a returned state's `data`)
+    and ends Cancelled too (flows/verdict.py)."""
 
     @functools.wraps(body)
     def run(*args: P.args, **kwargs: P.kwargs) -> Any:

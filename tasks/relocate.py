@@ -157,9 +157,11 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
                 except _Retry as retry:
                     pending = retry.legs  # legs that settled keep their outcome and record
                     raise
-    except (AssetError, Interrupted) as error:
+    except Interrupted:
+        return _cut_short(move, done)
+    except AssetError as error:
         if STOP.is_set():  # whatever the stop made a read raise, the copy was only cut short
-            return [done.get(leg.target) or _interrupted(move, leg) for leg in move.legs]
+            return _cut_short(move, done)
         attempts -= isinstance(error, StoreDown)  # that attempt made no request
         for leg in pending:
             if leg.target not in done:
@@ -310,6 +312,11 @@ def _is_transient(error: BaseException) -> bool:
         and error.error_class == ErrorClass.TRANSIENT
         and not STOP.is_set()
     )
+
+
+def _cut_short(move: Move, done: Mapping[str, Moved]) -> list[Moved]:
+    """Legs that settled keep their outcome; the rest were interrupted."""
+    return [done.get(leg.target) or _interrupted(move, leg) for leg in move.legs]
 
 
 def _interrupted(move: Move, leg: Leg) -> Moved:
