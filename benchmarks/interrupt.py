@@ -3,9 +3,10 @@
     .venv/bin/python -m benchmarks.interrupt [--assets 40] [--stalled 4] [--runs 3]
 
 A loopback origin serves `--assets` objects of 2 MiB; `--stalled` of them stall for ten minutes
-after their first MiB, so that many copies are blocked in a read when the signal comes. Each run
-uses the command's own temporary Prefect server (a fresh clone's default). Prints, per signal:
-seconds from the signal to the command's exit, its exit code and the line it printed.
+after their first MiB, so that many copies are blocked in a read when the signal comes (two
+more workers copy the rest meanwhile). Each run uses the command's own temporary Prefect server
+(a fresh clone's default). Prints, per signal: seconds from the signal to the command's exit,
+its exit code and the line it printed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ outputs: {folder / "out"}
 
 def stop_once(work: Path, origin: Origin, package: Path, signum: int, stalled: int) -> tuple:
     folder = Path(tempfile.mkdtemp(dir=work))
-    spec = _spec(folder, package, origin.url, workers=stalled)
+    spec = _spec(folder, package, origin.url, workers=stalled + 2)
     command = subprocess.Popen(
         [sys.executable, "-m", "stacflow.flows.cli", "run", str(spec)],
         stdout=subprocess.PIPE,
