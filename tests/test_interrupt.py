@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from stacflow.flows.interrupt import AT_ONCE
+from stacflow.tasks.headline import headline
 from stacflow.tasks.owners import OWNER_FILE
 from stacflow.tasks.report import Outcome, read_report
 from stacflow.tasks.state import read_records
@@ -244,3 +245,4 @@ def test_the_summary_of_a_stopped_run_says_interrupted_not_failed():
     summary = Summary(name="interrupt-test", outcomes=outcomes, elapsed_s=1.0)
     assert "interrupt-test: INTERRUPTED (1 copy left; rerun to resume)" in summary.markdown()
     assert "FAILED" not in summary.text()
+    assert headline(summary) == "INTERRUPTED: 1 of 2 assets left; rerun to resume"
