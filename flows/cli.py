@@ -22,8 +22,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from stacflow.flows import interrupt
 from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
 from stacflow.tasks.errors import OutputsUnwritable, RunFailed, UsageError, scrub
+from stacflow.tasks.stop import Interrupted
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -58,9 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = error.summary
         print(summary.text_for_command(began) if summary else error, file=sys.stdout)
         return 1
+    except Interrupted as error:
+        print(error, file=sys.stdout)
+        return interrupt.EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume where it stopped", file=sys.stderr)
-        return 130
+        return interrupt.EXIT_INTERRUPTED
 
 
 def console() -> None:
@@ -69,8 +74,10 @@ def console() -> None:
     Everything a command writes is closed by then; Prefect's client is drained here, while its
     server is still there. Tearing the interpreter down (Prefect, pyarrow and obstore objects,
     thousands of them after a run) cost about 0.55 s per command for nothing, and obstore's
-    runtime can crash the process at that moment (DESIGN.md, "Known traps").
+    runtime can crash the process at that moment (DESIGN.md, "Known traps"). Ctrl-C and SIGTERM
+    are the command's own from its first line (flows/interrupt.py).
     """
+    interrupt.install()
     leave(main())
 
 

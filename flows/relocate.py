@@ -6,11 +6,12 @@ submits tasks and gathers their rows; every byte moves inside `tasks/`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
@@ -45,7 +46,7 @@ from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
-from stacflow.tasks.errors import AssetError, RunFailed
+from stacflow.tasks.errors import AssetError, ErrorClass, RunFailed
 from stacflow.tasks.headline import failed_assets_line
 from stacflow.tasks.items import Alternate, read_item_dicts, table_from_items
 from stacflow.tasks.locks import LockRow
@@ -77,6 +78,7 @@ from stacflow.tasks.prefect_tasks import (
 from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, Result, Step, write_report
 from stacflow.tasks.state import journal_path, run_lock
+from stacflow.tasks.stop import STOP, Interrupted
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
@@ -154,6 +156,8 @@ def relocate_package(
             keep_package(inputs, items)
             moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
             outcomes = [*derived, *(m.outcome for m in moved)]
+            if STOP.is_set():
+                stop_run(plan, inputs, outcomes, started)
             return settle_run(plan, inputs, outcomes, started, byte_phase_s, notes=notes)
 
 
@@ -320,6 +324,25 @@ def settle_run(
         files=files,
         notes=notes,
     )
+
+
+def stop_run(plan: Plan, inputs: Inputs, outcomes: list[Outcome], started: float) -> NoReturn:
+    """Stopped by a signal or a cancel: the copies made are flushed (the journal names them) and
+    reported; enriching and validating half a run is left to the rerun, which resumes."""
+    flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
+    with contextlib.suppress(RunFailed):  # the interrupted copies count as failed there
+        finish_run(plan, inputs, outcomes, started)
+    raise Interrupted(interrupted_line(plan, outcomes))
+
+
+def interrupted_line(plan: Plan, outcomes: Sequence[Outcome]) -> str:
+    """What the stop left: copies made by this run, and copies the rerun will make (also those
+    of a shard cancelled before it started, which reported nothing)."""
+    copies = [o for o in outcomes if o.step == Step.RELOCATE]
+    copied = sum(o.outcome == Result.COPIED for o in copies)
+    settled = sum(o.error_class != ErrorClass.INTERRUPTED for o in copies)
+    left = sum(len(move.legs) for move in plan.moves) - settled
+    return f"interrupted: {copied} copied, {left} left; rerun to resume"
 
 
 def copied_to(target: str, outcomes: Sequence[Outcome]) -> bool:

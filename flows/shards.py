@@ -16,11 +16,12 @@ import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, Cancelling
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,10 +38,12 @@ from stacflow.flows.relocate import (
     prepare_plan,
     relocate_assets,
     settle_run,
+    stop_run,
 )
 from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.report import Outcome, read_report, write_report
 from stacflow.tasks.state import STATE_DIR, run_lock
+from stacflow.tasks.stop import STOP, Interrupted
 
 DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
 MAX_SHARDS = 64
@@ -98,6 +101,8 @@ def relocate_shard(
     plan = shard.of(prepare_plan(inputs, targets))
     moved, byte_phase_s, _ = relocate_assets(plan, inputs, sweep=shard.sweep)  # logged there
     write_report(Path(shard.report), [m.outcome for m in moved])
+    if STOP.is_set():  # cancelled: the parent merges what this shard copied
+        raise Interrupted(f"shard {shard.index} interrupted; rerun the parent to resume")
     failed = sum(1 for m in moved if m.outcome.failed)
     get_run_logger().info(
         "shard %d/%d: %d assets, %d failed, byte phase %.2f s",
@@ -112,14 +117,29 @@ def relocate_shard(
 
 @task(cache_policy=NO_CACHE, name="run-shard", tags=["stacflow", "shard"])
 def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
-    """Start one shard's flow run on a worker and wait for it; its state's name is the result."""
+    """Start one shard's flow run on a worker and wait for it; its state's name is the result.
+
+    When this run is stopped (Ctrl-C, a cancel), the shard is cancelled as the UI would: its
+    worker stops it in order and it still writes its report for the merge."""
     # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
     child: FlowRun = run_deployment(  # type: ignore[assignment]
-        name=deployment, parameters=parameters, timeout=None, poll_interval=POLL_S, as_subflow=True
+        name=deployment, parameters=parameters, timeout=0, as_subflow=True
     )
-    state = child.state.name if child.state and child.state.name else "Unknown"
-    get_run_logger().info("shard flow run %s ended %s", child.name, state)
-    return state
+    cancelled = False
+    with get_client(sync_client=True) as client:
+        while not (state := client.read_flow_run(child.id).state) or not state.is_final():
+            if STOP.is_set() and not cancelled:
+                started = not (state is None or state.is_scheduled() or state.is_pending())
+                stop = Cancelling if started else Cancelled  # nobody runs it yet to stop it
+                client.set_flow_run_state(child.id, stop(message=STOP.reason), force=True)
+                cancelled = True
+            if cancelled:
+                time.sleep(POLL_S)
+            else:
+                STOP.sleep(POLL_S)
+    name = state.name or "Unknown"
+    get_run_logger().info("shard flow run %s ended %s", child.name, name)
+    return name
 
 
 @flow(
@@ -178,6 +198,8 @@ def relocate_in_shards(
             else:
                 missing.append(f"shard {index} ({states[index]})")
         shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
+        if STOP.is_set():
+            stop_run(plan, inputs, outcomes, started)
         byte_phase_s = time.monotonic() - started
         problem = f"{', '.join(missing)} left no report; their assets were not merged"
         return settle_run(

@@ -18,9 +18,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from prefect import get_run_logger
 from prefect.logging.handlers import PrefectConsoleHandler
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
+from stacflow.flows.interrupt import stop_on_signals
 from stacflow.tasks.errors import StacflowError
+from stacflow.tasks.stop import STOP, Interrupted
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,16 +32,22 @@ STATE_MESSAGE_CHARS = 200
 
 
 def ends_in_verdict(body: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a flow's body: an expected failure is logged once and ends the run Failed.
+    """Wrap a flow's body: an expected failure is logged once and ends the run Failed; a run
+    stopped by a signal or a cancel ends Cancelled (flows/interrupt.py).
 
-    Callers still get `R` or an exception: Prefect raises a returned Failed state's `data`.
+    Callers still get `R` or an exception: Prefect raises a returned state's `data`.
     """
 
     @functools.wraps(body)
     def run(*args: P.args, **kwargs: P.kwargs) -> Any:
         try:
-            return body(*args, **kwargs)
+            with stop_on_signals():
+                return body(*args, **kwargs)
         except StacflowError as error:
+            if STOP.is_set():  # whatever failed once the run was told to stop, it stopped
+                stopped = error if isinstance(error, Interrupted) else _stopped(error)
+                get_run_logger().warning("%s", stopped, extra={SAID: True})
+                return Cancelled(message=state_message(str(stopped)), data=stopped)
             get_run_logger().error("%s", error, extra={SAID: True})
             return Failed(message=state_message(str(error)), data=error)
 
@@ -48,6 +56,10 @@ def ends_in_verdict(body: Callable[P, R]) -> Callable[P, R]:
     run.__signature__ = inspect.signature(body, eval_str=True)  # type: ignore[attr-defined]
     run.__annotations__ = typing.get_type_hints(body, include_extras=True)
     return run
+
+
+def _stopped(error: StacflowError) -> Interrupted:
+    return Interrupted(f"interrupted; rerun to resume ({state_message(str(error))})")
 
 
 def state_message(text: str) -> str:

@@ -112,6 +112,8 @@ class ErrorClass(StrEnum):
     PERMANENT = "permanent"
     INTEGRITY = "integrity"
     DRIFT = "drift"
+    INTERRUPTED = "interrupted"
+    """Not an error of the asset: the run was stopped before its copy ended."""
 
 
 class Reach(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from stacflow.tasks.errors import scrub
+from stacflow.tasks.errors import ErrorClass, scrub
 from stacflow.tasks.report import Result, Step
 from stacflow.tasks.summary import TO_COPY, Summary, cell
 
@@ -41,6 +41,9 @@ def headline(summary: Summary) -> str:
     if summary.ok:
         steps = (Step.DERIVE, Step.RELOCATE, Step.VALIDATE)
         return one_line(f"OK: {_assets(total)}{_tally(summary, steps)}")
+    left = sum(o.error_class == ErrorClass.INTERRUPTED for o in summary.failures)
+    if left:
+        return one_line(f"INTERRUPTED: {left} of {_assets(total)} left; rerun to resume")
     stores = ", ".join(dict.fromkeys(o.store for o in summary.failures))
     failed = summary.failed_assets
     return one_line(f"FAILED: {failed} of {_assets(total)} failed at {stores}")

@@ -11,14 +11,18 @@ and repeats no verified copy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
@@ -39,12 +43,34 @@ from stacflow.tasks.relocate import (
 )
 from stacflow.tasks.report import Outcome
 from stacflow.tasks.retry import RetryPolicy
+from stacflow.tasks.stop import Interrupted
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
 from stacflow.tasks.validate import Validated, validate_checks
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _stops_quietly(body: Callable[P, R]) -> Callable[P, R]:
+    """A task cut short by a stop request ends Cancelled, not Failed: no traceback in the log,
+    no retry; the flow receives the `Interrupted` (Prefect raises a returned state's `data`)
+    and ends Cancelled too (flows/verdict.py)."""
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except Interrupted as error:
+            return Cancelled(message=str(error), data=error)
+
+    run.__signature__ = inspect.signature(body, eval_str=True)  # type: ignore[attr-defined]
+    run.__annotations__ = typing.get_type_hints(body, include_extras=True)
+    return run
+
 
 @task(cache_policy=NO_CACHE, name="claim-targets", tags=["stacflow", "relocate"])
+@_stops_quietly
 def claim_targets_task(
     targets: list[tuple[str, StoreRef]], owner: Owner, *, write: bool
 ) -> dict[str, AssetError]:
@@ -59,6 +85,7 @@ def preflight_task(
 
 
 @task(cache_policy=NO_CACHE, name="derive-batch", tags=["stacflow", "derive"])
+@_stops_quietly
 def derive_batch_task(
     checks: Opaque[Sequence[Check]], name: str, workers: int, retry: RetryPolicy
 ) -> list[Derived]:
@@ -69,11 +96,13 @@ def derive_batch_task(
 
 
 @task(cache_policy=NO_CACHE, name="survey-targets", tags=["stacflow", "plan"])
+@_stops_quietly
 def survey_task(moves: Opaque[Sequence[Move]], workers: int, retry: RetryPolicy) -> list[Outcome]:
     return survey(moves.value, workers, retry)
 
 
 @task(cache_policy=NO_CACHE, name="list-targets", tags=["stacflow", "relocate"])
+@_stops_quietly
 def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
     return Opaque(with_listings(moves.value))
 
@@ -111,6 +140,7 @@ def enrich_task(
 
 
 @task(cache_policy=NO_CACHE, name="validate-batch", tags=["stacflow", "validate"])
+@_stops_quietly
 def validate_batch_task(
     checks: Opaque[Sequence[Check]],
     lock_name: str,

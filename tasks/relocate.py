@@ -24,6 +24,7 @@ from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.state import Journal, read_records
+from stacflow.tasks.stop import INTERRUPTED_MESSAGE, STOP, Interrupted
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
 from stacflow.tasks.verified import FACTS, verified_copy
@@ -75,12 +76,14 @@ def relocate_batch(
     journals = journals or {}
     if resume:
         moves = _with_journaled(moves, journals)
-    if policy.sweep:
+    if policy.sweep and not STOP.is_set():
         sweep_leftovers(moves).log_to(log)
     stop = threading.Event()
     open_journals = {target: Journal(path) for target, path in journals.items()}
 
     def run(move: Move) -> list[Moved]:
+        if STOP.is_set():
+            return [_interrupted(move, leg) for leg in move.legs]
         if stop.is_set():
             return [
                 Moved(_outcome(move, leg, Result.FAILED, message=NOT_ATTEMPTED), None)
@@ -158,6 +161,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     try:
         for attempt in retrying(policy.retry):
             with attempt:
+                STOP.check()
                 attempts += 1
                 try:
                     pending = _copy_attempt(
@@ -166,7 +170,11 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
                 except _Retry as retry:
                     pending = retry.legs  # legs that settled keep their outcome and record
                     raise
+    except Interrupted:
+        return _cut_short(move, done)
     except AssetError as error:
+        if STOP.is_set():  # whatever the stop made a read raise, the copy was only cut short
+            return _cut_short(move, done)
         attempts -= isinstance(error, StoreDown)  # that attempt made no request
         for leg in pending:
             if leg.target not in done:
@@ -309,6 +317,19 @@ def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list
         )
         for move in moves
     ]
+
+
+def _cut_short(move: Move, done: Mapping[str, Moved]) -> list[Moved]:
+    """Legs that settled keep their outcome; the rest were interrupted."""
+    return [done.get(leg.target) or _interrupted(move, leg) for leg in move.legs]
+
+
+def _interrupted(move: Move, leg: Leg) -> Moved:
+    """A leg a stop request left uncopied: failed for this run, copied by the next."""
+    outcome = _outcome(
+        move, leg, Result.FAILED, error_class=ErrorClass.INTERRUPTED, message=INTERRUPTED_MESSAGE
+    )
+    return Moved(outcome, None)
 
 
 def _outcome(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.stop import STOP
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ def retrying(policy: RetryPolicy) -> Retrying:
         stop=stop_after_attempt(policy.attempts),
         wait=_backoff(policy),
         retry=retry_if_exception(is_transient),
+        sleep=STOP.sleep,  # a stop request cuts a backoff short
         reraise=True,
     )
 
@@ -53,7 +55,12 @@ def with_retries(policy: RetryPolicy, call: Callable[[], T]) -> T:
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
+    """Worth another try: a transient error, unless the run was asked to stop."""
+    return (
+        isinstance(error, AssetError)
+        and error.error_class == ErrorClass.TRANSIENT
+        and not STOP.is_set()
+    )
 
 
 def _backoff(policy: RetryPolicy) -> Callable[[RetryCallState], float]:

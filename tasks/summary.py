@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stacflow.tasks.errors import scrub
+from stacflow.tasks.errors import ErrorClass, scrub
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.sizes import format_size
 
@@ -221,6 +221,9 @@ class Summary:
             return f"OK for what exists ({names} not validated)"
         if self.ok:
             return "OK"
+        left = sum(o.error_class == ErrorClass.INTERRUPTED for o in self.failures)
+        if left:
+            return f"INTERRUPTED ({left} cop{'y' if left == 1 else 'ies'} left; rerun to resume)"
         count = self.failed_assets
         return f"FAILED ({count} asset{'' if count == 1 else 's'} failed)"
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass
 from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.stop import STOP
 from stacflow.tasks.stores import Facts, Writer, capabilities, open_store
 from stacflow.tasks.validate import mismatches
 
@@ -41,10 +42,12 @@ def copy_once(
             digest = hashlib.sha256()
             received = 0
             for chunk in reader.chunks():
+                STOP.check()  # between chunks: the writers below abort, nothing half is kept
                 digest.update(chunk)
                 for writer in writers:
                     writer.write(chunk)
                 received += len(chunk)
+            STOP.check()  # a stream without a length ends early when a stop shuts its socket
             checksum = _verified_checksum(move, reader.facts, drift, received, digest)
         except BaseException as error:
             for writer in writers:

@@ -12,7 +12,9 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +26,8 @@ import pytest
 from stacflow.tasks.items import items_from_table, read_items_table
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.report import read_report
-from tests.packages import flip_byte_keeping_mtime
+from stacflow.tasks.state import read_records
+from tests.packages import LAST_MODIFIED_HTTP, flip_byte_keeping_mtime, make_package
 from tests.servers.prefect_harness import _stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -392,6 +395,100 @@ def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
         assert _items(sharded, items) == _items(single, items)
     assert _report(sharded) == _report(single)
     assert not list((_results(sharded) / ".stacflow").glob("shards/*")), "shard reports were kept"
+
+
+def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(stack, tmp_path, origin):
+    """The UI's Cancel sets Cancelling; the worker sends SIGTERM; the run stops in order."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.states import Cancelling  # noqa: PLC0415
+
+    from tests.test_interrupt import ASSETS, STALLED, _debris, _spec  # noqa: PLC0415
+
+    origin.last_modified = LAST_MODIFIED_HTTP
+    package = make_package(tmp_path / "pkg", origin.root, ASSETS, checksums=True)
+    origin.stall(f"/{STALLED}", 600, after_bytes=1024 * 1024)
+    folder = tmp_path / "run"
+    spec = _spec(folder, package, origin.url)
+    run = run_deployment(RELOCATE, parameters={"spec_path": str(spec)}, timeout=0)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not [
+        p for p in (folder / "assets").rglob(".visual.tif.stacflow-tmp-*") if p.stat().st_size
+    ]:
+        assert time.monotonic() < deadline, "the stalled asset never started to land"
+        time.sleep(0.1)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelling(), force=True)
+        deadline = time.monotonic() + 60  # the stalled origin would hold the run for 600 s
+        while not (state := client.read_flow_run(run.id).state).is_final():
+            assert time.monotonic() < deadline, f"still {state.name} a minute after the cancel"
+            time.sleep(0.25)
+    assert state.is_cancelled(), state
+    assert _debris(folder / "assets") == [], "the copy in flight left its temp file"
+    assert not (folder / "assets" / "scene-1" / "visual.tif").exists()
+    journaled = read_records(folder / "out" / ".stacflow" / "local.records.jsonl")
+    assert sorted(journaled) == [("scene-1", "thumbnail"), ("scene-2", "visual")]
+
+
+def test_ctrl_c_of_a_sharded_run_cancels_its_shards_and_reports_what_is_left(
+    stack, tmp_path, origin
+):
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    from tests.test_interrupt import ASSETS, STALLED, _debris, _spec  # noqa: PLC0415
+
+    origin.last_modified = LAST_MODIFIED_HTTP
+    package = make_package(tmp_path / "pkg", origin.root, ASSETS, checksums=True)
+    origin.stall(f"/{STALLED}", 600, after_bytes=1024 * 1024)
+    folder = tmp_path / "run"
+    spec = _spec(folder, package, origin.url)
+    sharded = subprocess.Popen(
+        [sys.executable, "-m", "stacflow.flows.cli", "run", str(spec), "--shards", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not [
+            p for p in (folder / "assets").rglob(".visual.tif.stacflow-tmp-*") if p.stat().st_size
+        ]:
+            assert sharded.poll() is None, sharded.communicate()
+            assert time.monotonic() < deadline, "the stalled asset never started to land"
+            time.sleep(0.1)
+        sharded.send_signal(signal.SIGINT)
+        out, err = sharded.communicate(timeout=90)  # the stalled origin would hold it for 600 s
+    finally:
+        sharded.kill()
+    text = (out + err).decode()
+    assert sharded.returncode == 130, text
+    assert re.fullmatch(
+        r"interrupted: \d copied, [1-3] left; rerun to resume", out.decode().strip()
+    )
+    assert "Traceback" not in text, text
+    assert _debris(folder / "assets") == []
+    with get_client(sync_client=True) as client:
+        [parent] = [
+            run
+            for run in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["relocate-in-shards"]))
+            )
+            if run.parameters["spec_path"] == str(spec)
+        ]
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])
+            )
+        )
+    assert parent.state.is_cancelled(), parent.state
+    assert len(children) == 2
+    assert all(c.state.is_final() and not c.state.is_crashed() for c in children), children
 
 
 def test_the_parameter_form_is_typed_and_a_bad_value_never_starts_a_run(stack):

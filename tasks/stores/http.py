@@ -22,6 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from stacflow.tasks.buffers import read_buffer
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
+from stacflow.tasks.stop import STOP
 from stacflow.tasks.stores.base import (
     Backend,
     Capabilities,
@@ -135,6 +136,7 @@ class HttpStore:
     def _send(
         self, origin: str, method: str, target: str, headers: dict[str, str]
     ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        STOP.check()
         headers = {"User-Agent": "stacflow", **headers}
         connection = self._connection(origin)
         if connection.sock is None:
@@ -146,6 +148,7 @@ class HttpStore:
                 response = connection.getresponse()
             except _NETWORK_ERRORS as exc:
                 connection.close()
+                STOP.check()  # the socket was shut down to stop the run: not a network error
                 if reused and attempt == 1 and not isinstance(exc, TimeoutError):
                     # A kept-alive connection the server had closed while idle: reconnect once.
                     # No answer came, so this is no retry; retries are tasks/retry.py's.
@@ -199,6 +202,7 @@ class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         super().connect()
         self.sock.settimeout(self.read_timeout)
+        STOP.track(self.sock)
 
     def close(self) -> None:
         super().close()
@@ -248,6 +252,7 @@ class _HttpReader:
             if count == 0 and expected is None:
                 break
             if count <= 0:
+                STOP.check()  # a stop shut the socket down: no resume
                 if resumes >= MAX_RESUMES or not self._resume(received):
                     self._fail(f"body {cause} after {received} of {expected} bytes")
                 resumes += 1
