@@ -242,17 +242,18 @@ class Bench:
 
     # --- data --------------------------------------------------------------------------
 
-    def make_data(self) -> None:
+    def make_data(self, only: set[str]) -> None:
+        """The datasets the chosen sections read (the full suite writes about 4 GiB)."""
         root, packages = self.tmp / "origin", self.tmp / "packages"
         suite = self.suite
         wanted = [
-            *suite.classes,
-            ("v16k", suite.validate_rows, suite.small_size),
-            ("o16k", suite.orchestration_assets, suite.small_size),
-            ("big", 1, suite.big),
-            ("small", *suite.small),
+            (("throughput-local", "throughput-s3", "remote", "commands"), suite.classes),
+            (("validation",), [("v16k", suite.validate_rows, suite.small_size)]),
+            (("server",), [("o16k", suite.orchestration_assets, suite.small_size)]),
+            (("memory",), [("big", 1, suite.big), ("small", *suite.small)]),
         ]
-        for name, count, size in wanted:
+        chosen = [c for sections, cases_ in wanted if only & set(sections) for c in cases_]
+        for name, count, size in chosen:
             self.datasets[name] = make_dataset(name, count, size, root, packages)
 
     # --- (1) throughput, (3) rerun ---------------------------------------------------------
@@ -802,7 +803,7 @@ def run_suite(bench: Bench, tmp: Path, started: float, only: set[str]) -> None:
         print(f"  {name} done at {time.perf_counter() - started:.0f} s", flush=True)
 
     only = {*only, "data"}
-    section("data", "data", bench.make_data)
+    section("data", "data", bench.make_data, only)
     with contextlib.ExitStack() as stack:
         origin = stack.enter_context(servers.origin(tmp / "origin", LAST_MODIFIED_HTTP, bench.logs))
         bench.origin_url, bench.origin_pid = origin.url, origin.pid
