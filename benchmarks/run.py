@@ -764,6 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             if not bench.failed:
                 shutil.rmtree(bench.logs, ignore_errors=True)
     wall = time.perf_counter() - started
+    if set(args.only) != set(SECTIONS):
+        bench.notes.insert(0, f"Sections: only {', '.join(args.only)} (`--only`).")
     text = report(suite, header, bench, wall, quick=args.quick)
     print()
     print(text)
