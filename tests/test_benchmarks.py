@@ -27,7 +27,8 @@ def test_quick_validation_section_measures_through_the_test_origin(
 
     facts = json.loads(out.with_suffix(".json").read_text())
     assert facts["suite"] == "quick"
-    assert facts["notes"] == []  # no section broke, no engine failed
+    # no section broke, no engine failed: the only note says which sections ran
+    assert facts["notes"] == ["Sections: only validation (`--only`)."]
     rows = [row for row in facts["rows"] if row["area"] == "validation"]
     assert [row["what"] for row in rows] == [
         "validate_checks, metadata only (HEAD)",
