@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.servers import origin_etag
 from tests.packages import item_dict
+from tests.servers.origin import nginx_etag
 
 ORIGIN = "https://assets.example.test"
 LAST_MODIFIED = "2024-01-02T03:04:05+00:00"
@@ -114,7 +114,7 @@ def make_dataset(name: str, count: int, size: int, origin_root: Path, packages: 
                 asset_key,
                 parse_href(href),
                 size_bytes=size,
-                etag=origin_etag(path.stat()),
+                etag=nginx_etag(path.stat()),
                 last_modified=LAST_MODIFIED,
                 file_checksum=checksum,
             )

@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cases, servers
+from benchmarks import cases, remote, servers, stacpkg
 from benchmarks.data import (
     LAST_MODIFIED_HTTP,
     Dataset,
@@ -69,22 +69,32 @@ FULL = Suite(
     validate_rows=10_000,
     validate_runs=3,
     orchestration_assets=10_000,
-    orchestration_runs=3,
+    orchestration_runs=2,  # 3 runs of 10,000 assets took 144 s; the remote rows needed the time
     start_runs=3,
     big=1 * GiB,
     small=(1000, 256 * KiB),
 )
-QUICK = Suite(
-    classes=(("s256k", 200, 256 * KiB), ("m4m", 20, 4 * MiB), ("l64m", 2, 64 * MiB)),
+QUICK = Suite(  # tiny: a smoke test that every section still runs (tests/test_benchmarks.py)
+    classes=(("s16k", 20, 16 * KiB), ("m256k", 4, 256 * KiB), ("l4m", 1, 4 * MiB)),
     local_runs=1,
     s3_runs=1,
-    validate_rows=1000,
+    validate_rows=20,
     validate_runs=1,
-    orchestration_assets=1000,
+    orchestration_assets=20,
     orchestration_runs=1,
     start_runs=1,
-    big=128 * MiB,
-    small=(100, 256 * KiB),
+    big=8 * MiB,
+    small=(10, 64 * KiB),
+)
+SECTIONS = (
+    "throughput-local",
+    "throughput-s3",
+    "remote",
+    "validation",
+    "memory",
+    "start",
+    "commands",
+    "server",
 )
 ENGINES = ("stacflow", "obstore", "rclone")
 # obstore's stream slices, as small as stacflow's reads (tasks/buffers.py MAX_READ): with its
@@ -232,17 +242,18 @@ class Bench:
 
     # --- data --------------------------------------------------------------------------
 
-    def make_data(self) -> None:
+    def make_data(self, only: set[str]) -> None:
+        """The datasets the chosen sections read (the full suite writes about 4 GiB)."""
         root, packages = self.tmp / "origin", self.tmp / "packages"
         suite = self.suite
         wanted = [
-            *suite.classes,
-            ("v16k", suite.validate_rows, suite.small_size),
-            ("o16k", suite.orchestration_assets, suite.small_size),
-            ("big", 1, suite.big),
-            ("small", *suite.small),
+            (("throughput-local", "throughput-s3", "remote", "commands"), suite.classes),
+            (("validation",), [("v16k", suite.validate_rows, suite.small_size)]),
+            (("server",), [("o16k", suite.orchestration_assets, suite.small_size)]),
+            (("memory",), [("big", 1, suite.big), ("small", *suite.small)]),
         ]
-        for name, count, size in wanted:
+        chosen = [c for sections, cases_ in wanted if only & set(sections) for c in cases_]
+        for name, count, size in chosen:
             self.datasets[name] = make_dataset(name, count, size, root, packages)
 
     # --- (1) throughput, (3) rerun ---------------------------------------------------------
@@ -450,6 +461,11 @@ class Bench:
                     runs="1",
                 )
             )
+            theirs = self._stacpkg_command(data)
+            if theirs:
+                mine = self.rows[-2]
+                ratios = [mine.ratio, f"{theirs / done.wall:.2f}x stacpkg's speed"]
+                mine.ratio = " · ".join(r for r in ratios if r)
             if name == self.suite.classes[0][0]:
                 servers.origin_reset(self.origin_url)
                 again = cases.stacflow_command(spec, self.env, self.work, self.logs / "command.log")
@@ -469,6 +485,26 @@ class Bench:
                     )
                 )
             cases.clear(self.work / name, self.work / f"{name}-command")
+
+    def _stacpkg_command(self, data: Dataset) -> float | None:
+        """stacpkg's pipeline on the same package, right after stacflow's run: its wall time."""
+        binary = stacpkg.find()
+        case = f"{data.label} → local folder"
+        what = "stacpkg 0.1.4 pipeline (asset-lock relocate + items add-alternate)"
+        if binary is None:
+            text = f"not measured: no stacpkg at ${stacpkg.ENV} or {stacpkg.DEFAULT}"
+            self.rows.append(Row("command", case, what, text))
+            return None
+        root, work = self.work / data.name / "stacpkg", self.work / f"{data.name}-stacpkg"
+        command = stacpkg.pipeline(binary, data, self.origin_url, root, work)
+        self.prepare(root, drop=False)
+        done = cases.measure(command, stacpkg.env(self.env), self.work, self.logs / "stacpkg.log")
+        done.result = {"ok": done.returncode == 0}
+        self.fail_note(f"stacpkg pipeline {data.name}", done)
+        text = f"{done.wall:.2f} s wall · {data.total / done.wall / MB:.0f} MB/s end to end"
+        self.rows.append(Row("command", case, what, text, runs="1"))
+        cases.clear(root, work)
+        return done.wall if done.ok else None
 
     # --- (2) validation ------------------------------------------------------------------
 
@@ -665,7 +701,16 @@ def machine(rclone: str, rclone_how: str) -> list[str]:
     ]
 
 
-AREAS = ("throughput", "command", "start", "rerun", "validation", "orchestration", "memory")
+AREAS = (
+    "throughput",
+    "remote",
+    "command",
+    "start",
+    "rerun",
+    "validation",
+    "orchestration",
+    "memory",
+)
 
 
 def table(rows: list[Row]) -> str:
@@ -690,10 +735,20 @@ def main(argv: list[str] | None = None) -> int:
         "--no-drop-caches", action="store_true", help="do not drop the page cache between runs"
     )
     parser.add_argument("--output", type=Path, help="write the table here too (default: dated)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=list(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})",
+    )
+    parser.add_argument("--no-rclone", action="store_true", help="do not look for or install it")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     suite = QUICK if args.quick else FULL
     started = time.perf_counter()
-    rclone, how = cases.ensure_rclone()
+    rclone, how = (None, "not used (--no-rclone)") if args.no_rclone else cases.ensure_rclone()
     version = cases.rclone_version(rclone) if rclone else "not available"
     header = machine(version, how)
     tmp = Path(tempfile.mkdtemp(prefix="stacflow-bench-", dir="/tmp"))
@@ -702,13 +757,15 @@ def main(argv: list[str] | None = None) -> int:
     kind = "quick" if args.quick else "full"
     print(f"stacflow benchmarks ({kind}): data in {tmp}, logs in {bench.logs}", flush=True)
     try:
-        run_suite(bench, tmp, started)
+        run_suite(bench, tmp, started, set(args.only))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
             if not bench.failed:
                 shutil.rmtree(bench.logs, ignore_errors=True)
     wall = time.perf_counter() - started
+    if set(args.only) != set(SECTIONS):
+        bench.notes.insert(0, f"Sections: only {', '.join(args.only)} (`--only`).")
     text = report(suite, header, bench, wall, quick=args.quick)
     print()
     print(text)
@@ -728,14 +785,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_suite(bench: Bench, tmp: Path, started: float) -> None:
-    """Every section, in an order that lets the servers be shared and started only once.
+def run_suite(bench: Bench, tmp: Path, started: float, only: set[str]) -> None:
+    """The chosen sections, in an order that lets the servers be shared and started only once.
 
     A section that breaks (stacflow is being changed while this runs) becomes a note with its
     error, and the other sections still run.
     """
 
-    def section(name: str, work: Any, *args: Any) -> None:
+    def section(key: str, name: str, work: Any, *args: Any) -> None:
+        if key not in only:
+            return
         step = time.perf_counter()
         try:
             work(*args)
@@ -745,28 +804,31 @@ def run_suite(bench: Bench, tmp: Path, started: float) -> None:
         bench.timings.setdefault(name, time.perf_counter() - step)
         print(f"  {name} done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    section("data", bench.make_data)
-    with (
-        servers.origin(tmp / "origin", LAST_MODIFIED_HTTP, bench.logs) as origin,
-        servers.moto(bench.logs) as moto,
-    ):
-        bench.origin_url, bench.moto_url = origin.url, moto.url
-        bench.origin_pid, bench.moto_pid = origin.pid, moto.pid
-        servers.moto_reset(moto.url, BUCKET)
-        section("throughput -> local", bench.throughput, "local")
-        section("throughput -> s3", bench.throughput, "s3")
-        section("validation", bench.validation)
-        section("memory", bench.memory)
-        section("start cost (ephemeral)", bench.start_cost, "ephemeral")
-        section("whole commands", bench.whole_commands)
-        with servers.prefect_server(tmp / "prefect-server", bench.env) as server:
-            bench.prefect_pid = server.pid
-            bench.notes.append(
-                f"`prefect server start` (fresh DB) answered /api/health after "
-                f"{server.started_in:.1f} s; not part of any figure."
-            )
-            section("start cost (server)", bench.start_cost, "server", server.url)
-            section("orchestration", bench.orchestration, server.url)
+    only = {*only, "data"}
+    section("data", "data", bench.make_data, only)
+    with contextlib.ExitStack() as stack:
+        origin = stack.enter_context(servers.origin(tmp / "origin", LAST_MODIFIED_HTTP, bench.logs))
+        bench.origin_url, bench.origin_pid = origin.url, origin.pid
+        if only & {"throughput-s3", "memory"}:
+            moto = stack.enter_context(servers.moto(bench.logs))
+            bench.moto_url, bench.moto_pid = moto.url, moto.pid
+            servers.moto_reset(moto.url, BUCKET)
+        section("throughput-local", "throughput -> local", bench.throughput, "local")
+        section("throughput-s3", "throughput -> s3", bench.throughput, "s3")
+        section("remote", "remote-like origin", remote.measure, bench)
+        section("validation", "validation", bench.validation)
+        section("memory", "memory", bench.memory)
+        section("start", "start cost (ephemeral)", bench.start_cost, "ephemeral")
+        section("commands", "whole commands", bench.whole_commands)
+        if "server" in only:
+            with servers.prefect_server(tmp / "prefect-server", bench.env) as server:
+                bench.prefect_pid = server.pid
+                bench.notes.append(
+                    f"`prefect server start` (fresh DB) answered /api/health after "
+                    f"{server.started_in:.1f} s; not part of any figure."
+                )
+                section("server", "start cost (server)", bench.start_cost, "server", server.url)
+                section("server", "orchestration", bench.orchestration, server.url)
 
 
 def report(suite: Suite, header: list[str], bench: Bench, wall: float, *, quick: bool) -> str:
@@ -797,9 +859,10 @@ def report(suite: Suite, header: list[str], bench: Bench, wall: float, *, quick:
             "and in parentheses what the servers spent meanwhile (they share the 2 cores)."
         ),
         (
-            "Origin: benchmarks/servers.py in its own process (stdlib HTTP/1.1, sendfile, HEAD, "
-            "Range, If-Match, fixed Last-Modified, nginx-style ETag, request counters). S3: "
-            "`python -m moto.server` in its own process, reset before every run."
+            "Origin: the tests' origin (tests/servers/origin.py) in its own process (stdlib "
+            "HTTP/1.1, sendfile, HEAD, Range, If-Match, fixed Last-Modified, nginx-style ETag, "
+            "request counters). S3: `python -m moto.server` in its own process, reset before "
+            "every run."
         ),
         (
             "rclone: `rclone copy :http: DEST --http-url ORIGIN --files-from KEYS --no-traverse "

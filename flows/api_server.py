@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stacflow.flows.server_db import migration_env, remember_migrated
 from stacflow.tasks.errors import UsageError
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class TemporaryServer:
     process: subprocess.Popen[bytes]
     lifeline: int
     log: Path
+    migrates: bool = True
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -99,6 +101,8 @@ class TemporaryServer:
                     f"it answered (its log: {self.log}):\n{tail}"
                 )
             if healthy(self.url, timeout=1.0):
+                if self.migrates:
+                    remember_migrated(prefect_home())
                 return
             time.sleep(0.05)
         raise UsageError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
@@ -127,12 +131,13 @@ def start_server(log: Path | None = None) -> TemporaryServer:
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", __name__, "--fd", str(listener.fileno())]
     command += ["--lifeline", str(lifeline_r)]
+    skip = migration_env(prefect_home())
     try:
         with log.open("ab") as out:
             process = subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
                 command,
                 pass_fds=(listener.fileno(), lifeline_r),
-                env={**os.environ, **SERVER_ENV},
+                env={**os.environ, **SERVER_ENV, **skip},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -141,7 +146,8 @@ def start_server(log: Path | None = None) -> TemporaryServer:
     finally:
         listener.close()
         os.close(lifeline_r)
-    return TemporaryServer(f"http://127.0.0.1:{port}/api", process, lifeline_w, log)
+    url = f"http://127.0.0.1:{port}/api"
+    return TemporaryServer(url, process, lifeline_w, log, migrates=not skip)
 
 
 @dataclass

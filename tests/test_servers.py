@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -178,6 +180,35 @@ def test_request_log_and_count(served):
     assert served.requests[-1] == Request("GET", "/a/missing.bin", None, 404)
     served.clear()
     assert served.requests == []
+
+
+def test_control_endpoints_count_and_reset_only_when_asked(served):
+    assert _raw(served, "GET", "/__stats").status == 404  # an ordinary path by default
+    served.clear()
+    served.control = True
+    store = http_store(served.url)
+    obs.head(store, KEY)
+    obs.get(store, KEY).bytes()
+    deadline = time.monotonic() + 5  # the last slice is counted once sendfile returns
+    while served.stats()["bytes"] < len(DATA) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with urllib.request.urlopen(f"{served.url}/__stats") as response:
+        assert json.loads(response.read()) == {"GET": 1, "HEAD": 1, "bytes": len(DATA)}
+    assert _raw(served, "POST", "/__reset").status == 200
+    assert served.stats() == {"GET": 0, "HEAD": 0, "bytes": 0}
+
+
+def test_remote_like_origin_waits_and_caps_each_connection(served):
+    served.latency, served.rate = 0.05, 10e6
+    started = time.monotonic()
+    assert bytes(obs.get(http_store(served.url), KEY).bytes()) == DATA
+    # Lower bounds only: the sleeps guarantee them, whatever the machine's load.
+    assert time.monotonic() - started >= 0.05 + len(DATA) / 10e6
+    # The server counts a slice once sendfile returns, which can be after the client has it.
+    deadline = time.monotonic() + 5
+    while served.stats()["bytes"] < len(DATA) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert served.stats()["bytes"] == len(DATA)
 
 
 def test_large_body_is_sent_whole(origin):

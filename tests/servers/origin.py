@@ -3,7 +3,9 @@
 Stdlib only, so it also runs on its own for demos: `python -m tests.servers.origin ROOT --port N`.
 It gives obstore's HTTPStore what it needs (Content-Length, ETag, single Range, If-Match) and can
 break each of those on purpose, per path and for a number of requests, to reproduce what real
-origins do to a long copy.
+origins do to a long copy. It can also behave like a remote origin (`latency` before each
+response's headers, `rate` bytes/s per TCP connection), and, run as its own process for the
+benchmarks, answer `GET /__stats` (request counts) and `POST /__reset` (forget the log).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import email.utils
 import fnmatch
 import hashlib
+import json
 import mimetypes
 import os
 import re
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 _ACTIONS = {"status", "reset", "truncate", "stall"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CHUNK = 1 << 20
+_PACE = 64 << 10  # bytes per paced sendfile: fine enough to hold a per-connection rate
+_STATS, _RESET = "/__stats", "/__reset"
 
 
 class Request(NamedTuple):
@@ -60,6 +65,7 @@ class _Entry:
     range: str | None
     status: int | None = None
     target: str = ""
+    sent: int = 0
     at: float = 0.0
     """Arrival, on the monotonic clock."""
 
@@ -100,6 +106,10 @@ class Origin:
     `last_modified` fixes the Last-Modified of every object (else the file's mtime).
     `etag_style` is "md5" (S3's single-part ETag, hashed once per file version) or "nginx"
     (`"mtime-size"`, free to compute, for benchmarks on GiB-sized files).
+    `latency` (seconds before each response's headers) and `rate` (body bytes per second on
+    each TCP connection) make loopback behave like an origin across a real network, where
+    one stream is capped and parallel streams add up.
+    `control` serves the request counters at `/__stats` and clears them on `POST /__reset`.
     """
 
     def __init__(
@@ -110,10 +120,16 @@ class Origin:
         etag_style: Literal["md5", "nginx"] = "md5",
         port: int = 0,
         verbose: bool = False,
+        latency: float = 0.0,
+        rate: float | None = None,
+        control: bool = False,
     ) -> None:
         self.root = Path(root)
         self.last_modified = last_modified
         self.etag_style = etag_style
+        self.latency = latency
+        self.rate = rate
+        self.control = control
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._log: list[_Entry] = []
@@ -238,6 +254,15 @@ class Origin:
         with self._lock:
             return [e.target for e in self._log]
 
+    def stats(self) -> dict[str, int]:
+        """Requests per method and body bytes sent, for the benchmarks' `/__stats`."""
+        with self._lock:
+            counts = {"GET": 0, "HEAD": 0, "bytes": 0}
+            for entry in self._log:
+                counts[entry.method] = counts.get(entry.method, 0) + 1
+                counts["bytes"] += entry.sent
+        return counts
+
     def times(self, method: str | None = None, path: str | None = None) -> list[float]:
         """When each matching request arrived (monotonic seconds), in order."""
         path = path if path is None or path.startswith("/") else f"/{path}"
@@ -325,7 +350,7 @@ class Origin:
 
     def _etag(self, path: Path, f: BinaryIO, st: os.stat_result) -> str:
         if self.etag_style == "nginx":
-            return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+            return nginx_etag(st)
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
             cached = self._etags.get(key)
@@ -363,7 +388,25 @@ class _Handler(BaseHTTPRequestHandler):
     _entry: _Entry
 
     def do_GET(self) -> None:
+        if self.server.origin.control and self.path == _STATS:
+            self._send_json(json.dumps(self.server.origin.stats()).encode())
+            return
         self._serve(send_body=True)
+
+    def do_POST(self) -> None:
+        if self.server.origin.control and self.path == _RESET:
+            with self.server.origin._lock:
+                self.server.origin._log.clear()
+            self._send_json(b"{}")
+            return
+        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+
+    def _send_json(self, body: bytes) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_HEAD(self) -> None:
         self._serve(send_body=False)
@@ -384,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if action and action.kind == "stall" and action.after_bytes is None:
                 origin._closing.wait(action.seconds)
+            if origin.latency:
+                origin._closing.wait(origin.latency)
             if origin._signed.get(path, parts.query) != parts.query:
                 self._send_status(HTTPStatus.FORBIDDEN, send_body=send_body)
             elif action and action.kind == "reset":
@@ -470,7 +515,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.origin._closing.wait(action.seconds)
             self.connection.sendfile(f, start + head, length - head)
         elif length:
-            self.connection.sendfile(f, start, length)
+            self._sendfile(f, start, length)
+
+    def _sendfile(self, f: BinaryIO, start: int, length: int) -> None:
+        """Send the span, paced to the origin's per-connection `rate` when it has one."""
+        rate = self.server.origin.rate
+        if not rate:
+            self._entry.sent += self.connection.sendfile(f, start, length)
+            return
+        began, done = time.monotonic(), 0
+        while done < length:
+            done += self.connection.sendfile(f, start + done, min(_PACE, length - done))
+            self._entry.sent = done
+            ahead = began + done / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
 
     def _send_chunked(self, f: BinaryIO, start: int, length: int) -> None:
         f.seek(start)
@@ -506,6 +565,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
+
+
+def nginx_etag(st: os.stat_result) -> str:
+    """nginx's shape (mtime-size): free to compute, stable while the file is unchanged."""
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
 
 
 def _etag_in(etag: str, header: str) -> bool:
@@ -553,6 +617,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--last-modified", help='fixed Last-Modified, e.g. "Mon, 12 Sep 2022 09:43:21 GMT"'
     )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="wait before each response")
+    parser.add_argument("--rate-mbps", type=float, help="cap each connection at this many MB/s")
+    parser.add_argument("--control", action="store_true", help="serve /__stats and /__reset")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
 
@@ -563,7 +631,10 @@ def main(argv: list[str] | None = None) -> None:
         last_modified=args.last_modified,
         etag_style=args.etag,
         port=args.port,
-        verbose=True,
+        verbose=not args.quiet,
+        latency=args.latency_ms / 1000,
+        rate=args.rate_mbps * 1e6 if args.rate_mbps else None,
+        control=args.control,
     ) as origin:
         print(origin.url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
