@@ -65,6 +65,7 @@ def origin(origin_session: Origin, tmp_path: Path) -> Origin:
     origin_session.root = root
     origin_session.last_modified = None
     origin_session.etag_style = "md5"
+    origin_session.latency, origin_session.rate, origin_session.control = 0.0, None, False
     return origin_session
 
 
