@@ -182,7 +182,8 @@ outputs: out
     assert len(heads) == ASSETS
     assert set(heads.values()) == {2}  # before: obstore's 3, whatever the spec said
     assert s3_proxy.peak_in_flight == WORKERS
-    assert origin.requests == []  # a plan reads no source
+    # A plan reads no source body: its pre-flight's one HEAD is all the origin sees.
+    assert [r.method for r in origin.requests] == ["HEAD"]
 
 
 def test_validation_honours_retry_after(origin):
