@@ -24,13 +24,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from stacflow.flows import interrupt
 from stacflow.flows.api_server import drain_prefect_client, prefect_api, run_settings
-from stacflow.tasks.errors import RunFailed, UsageError, scrub
+from stacflow.tasks.errors import OutputsUnwritable, RunFailed, UsageError, scrub
 from stacflow.tasks.stop import Interrupted
 
 if TYPE_CHECKING:
     from prefect import Flow
 
     from stacflow.flows.relocate import RunOverrides
+    from stacflow.flows.spec import Spec
 
 # flows.on_dask.ADDRESS_ENV and flows.shards.MAX_SHARDS, without importing Prefect to parse args
 DASK_ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
+    except OutputsUnwritable as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
     except RunFailed as error:
         summary = error.summary
         print(summary.text_for_command(began) if summary else error, file=sys.stdout)
@@ -220,8 +224,11 @@ def _run(args: argparse.Namespace) -> int:
     with prefect_api(temporary=not (args.shards or args.dask_address)) as api:
         from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
         from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
+        from stacflow.tasks.writable import require_writable  # noqa: PLC0415
 
-        _preflight(args.spec, args.targets)
+        spec = _preflight(args.spec, args.targets)
+        if not args.dry_run:
+            require_writable((args.spec.parent / spec.outputs).resolve())
         quiet_said_failures()
         overrides = RunOverrides(
             max_workers=args.max_workers,
@@ -401,7 +408,7 @@ def _server(args: argparse.Namespace) -> int:
 
 def _preflight(
     spec_path: Path, targets: Sequence[str] | None, *, locks: list[str] | None = None
-) -> None:
+) -> Spec:
     """Every user mistake that needs no network, found before Prefect starts (about 7 s).
 
     `locks`: for `check`, the locks asked for ([]: the spec's validate list).
@@ -411,6 +418,7 @@ def _preflight(
     spec = check_spec(spec_path, targets)
     if locks is not None:
         check_validation(spec_path, spec, locks)
+    return spec
 
 
 def _add_targets(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ inside the flow run (so a deployment run needs nothing but the spec path).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,15 @@ def _asset_facts(
             if asset and asset.get("file:checksum"):
                 checksums[(item_id, key)] = asset["file:checksum"]
     return dict(zip(ids, collections, strict=True)), checksums
+
+
+def with_items_table(inputs: Inputs, table: pa.Table, path: Path) -> Inputs:
+    """`inputs` with Items that are to be written at `path` but are not yet: their facts are
+    read from the table in memory, so that a plan can be refused before anything is written."""
+    collections, checksums = _asset_facts(table)
+    return dataclasses.replace(
+        inputs, items_path=path, collections=collections, provider_checksums=checksums
+    )
 
 
 def _no_secret_interpolation(loc: Loc) -> str | None:

@@ -28,6 +28,7 @@ from stacflow.tasks.derive import derive_facts, locate_assets
 from stacflow.tasks.errors import InputError, PlanConflict, SpecError, UsageError
 from stacflow.tasks.items import read_item_dicts
 from stacflow.tasks.owners import Owner, foreign_owner
+from stacflow.tasks.preflight import Probe, preflight
 from stacflow.tasks.report import Result
 from stacflow.tasks.sizes import format_size
 from stacflow.tasks.stores import capabilities
@@ -106,6 +107,8 @@ class PlanReport:
     conflicts: list[str]
     not_selected: list[NotSelected] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stores: list[Probe] = field(default_factory=list)
+    """The pre-flight: each source store reachable, each target root writable, or why not."""
 
     @property
     def unselected(self) -> int:
@@ -125,6 +128,16 @@ class PlanReport:
                 for reason, rows in counted(self.not_selected).items()
             ],
             "notes": self.notes,
+            "stores": [
+                {
+                    "role": p.role,
+                    "name": p.name,
+                    "where": p.where,
+                    "ok": p.ok,
+                    "problem": p.error.message if p.error else None,
+                }
+                for p in self.stores
+            ],
             "targets": {
                 name: {
                     "to_copy": {"assets": c.to_copy[0], "bytes": c.to_copy[1]},
@@ -146,6 +159,9 @@ class PlanReport:
         for reason, rows in counted(self.not_selected).items():
             examples = ", ".join(f"{r.item_id}/{r.asset_key}" for r in rows[:EXAMPLES])
             lines.append(f"  not selected: {len(rows)} ({reason}), e.g. {examples}")
+        if self.stores:
+            lines.append("  stores (looked at, nothing written):")
+            lines += [f"    {probe.line}" for probe in self.stores]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  ✗ {conflict}" for conflict in self.conflicts]
         if self.conflicts:
@@ -165,6 +181,7 @@ def plan_report(
     owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
     plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
     report = _report(plan, survey(plan.moves, plan.policy.workers, plan.policy.retry))
+    report.stores = preflight(plan.moves, plan.source, [(t.name, t.store) for t in plan.targets])
     if write_locks is not None and not plan.conflicts:
         report.notes += [f"planned lock: {path}" for path in write_planned_locks(plan, write_locks)]
     return report, bool(plan.conflicts)

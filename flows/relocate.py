@@ -26,7 +26,13 @@ from stacflow.flows.compile import (
     retry_policy,
     target_checks,
 )
-from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.inputs import (
+    Inputs,
+    load_inputs,
+    load_spec,
+    previous_records,
+    with_items_table,
+)
 from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.records import (
     left_alone,
@@ -40,9 +46,9 @@ from stacflow.flows.verdict import ends_in_verdict
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
-from stacflow.tasks.errors import ErrorClass, RunFailed
+from stacflow.tasks.errors import AssetError, ErrorClass, RunFailed
 from stacflow.tasks.headline import failed_assets_line
-from stacflow.tasks.items import Alternate, read_item_dicts
+from stacflow.tasks.items import Alternate, read_item_dicts, table_from_items
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.opaque import Opaque
@@ -51,6 +57,7 @@ from stacflow.tasks.outputs import (
     OutputPaths,
     Promotion,
     alternates_of,
+    unsigned_items,
     write_package,
     write_validation,
 )
@@ -62,6 +69,7 @@ from stacflow.tasks.prefect_tasks import (
     enrich_task,
     flush_targets_task,
     list_targets_task,
+    preflight_task,
     relocate_batch_task,
     survey_task,
     sweep_leftovers_task,
@@ -74,6 +82,7 @@ from stacflow.tasks.stop import STOP, Interrupted
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
+from stacflow.tasks.writable import writing_outputs
 
 BATCHES_IN_FLIGHT = 2
 RUN_TIMEOUT_S = 24 * 3600
@@ -133,18 +142,23 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
-        inputs, derived = gather_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, claim=not dry_run)
-        if dry_run:
-            planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
-            outcomes = [*derived, *planned, *left_alone(plan)]
-            return finish_run(plan, inputs, outcomes, started, dry_run=True)
-        moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
-        outcomes = [*derived, *(m.outcome for m in moved)]
-        if STOP.is_set():
-            stop_run(plan, inputs, outcomes, started)
-        return settle_run(plan, inputs, outcomes, started, byte_phase_s, notes=notes)
+    if dry_run:  # no run lock, no package: a dry run writes nothing at all
+        inputs, derived, _ = derive_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets, claim=False)
+        planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
+        outcomes = [*derived, *planned, *left_alone(plan)]
+        return finish_run(plan, inputs, outcomes, started, dry_run=True)
+    outputs = outputs_of(Path(spec_path), spec)
+    with writing_outputs(outputs):
+        inputs, derived, items = derive_inputs(Path(spec_path), spec)
+        plan = prepare_plan(inputs, targets)  # a plan refused here has written nothing
+        with run_lock(outputs) as killed:
+            keep_package(inputs, items)
+            moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
+            outcomes = [*derived, *(m.outcome for m in moved)]
+            if STOP.is_set():
+                stop_run(plan, inputs, outcomes, started)
+            return settle_run(plan, inputs, outcomes, started, byte_phase_s, notes=notes)
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -156,8 +170,19 @@ def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
 
 def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     """The package's tables; for lock-less Items, first derive the lock and write the package."""
+    inputs, derived, items = derive_inputs(spec_path, spec)
+    keep_package(inputs, items)
+    return inputs, derived
+
+
+def derive_inputs(
+    spec_path: Path, spec: Spec
+) -> tuple[Inputs, list[Outcome], list[dict[str, Any]] | None]:
+    """The package's tables; for lock-less Items, the lock derived from them (HEADs only) and
+    the Items the package will hold. Nothing is written yet: a plan refused next leaves no
+    trace (`keep_package` writes it once the run goes ahead)."""
     if spec.package is not None:
-        return load_inputs(spec_path, spec), []
+        return load_inputs(spec_path, spec), [], None
     assert spec.stac is not None, "a spec without a package names its stac (Spec checks)"
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
@@ -174,9 +199,16 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
         for result in future.result()
     ]
     lock = [d.row for d in derived if d.row is not None]
-    package = write_package(OutputPaths(outputs_of(spec_path, spec)), items, lock)
-    inputs = load_inputs(spec_path, spec, lock=lock, items=package / "items.parquet")
-    return inputs, [d.outcome for d in derived]
+    inputs = load_inputs(spec_path, spec, lock=lock)
+    package = OutputPaths(inputs.outputs).package / "items.parquet"
+    inputs = with_items_table(inputs, table_from_items(unsigned_items(items)), package)
+    return inputs, [d.outcome for d in derived], items
+
+
+def keep_package(inputs: Inputs, items: list[dict[str, Any]] | None) -> None:
+    """Write the package derived from lock-less Items (None: the spec names a package)."""
+    if items is not None:
+        write_package(OutputPaths(inputs.outputs), items, inputs.lock)
 
 
 def outputs_of(spec_path: Path, spec: Spec) -> Path:
@@ -193,8 +225,10 @@ def prepare_plan(
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
+    unusable = look_at_stores(plan)
     owner = Owner.of(inputs.spec.name, inputs.outputs)
-    unusable = claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
+    usable = [(t.name, t.store) for t in plan.targets if t.name not in unusable]
+    unusable |= claim_targets_task(usable, owner, write=claim)
     for target in plan.targets:
         if target.name in unusable:
             BREAKERS.trip(target.store, unusable[target.name])
@@ -212,6 +246,19 @@ def prepare_plan(
         len(plan.batches()),
     )
     return plan
+
+
+def look_at_stores(plan: Plan) -> dict[str, AssetError]:
+    """The pre-flight: the targets found unusable without writing, by name. A source that does
+    not answer is only said: the breaker ends its assets after a few tries (a blip at start-up
+    must not fail a whole run)."""
+    probes = preflight_task(
+        Opaque(plan.moves), plan.source, [(t.name, t.store) for t in plan.targets]
+    )
+    for probe in probes:
+        if not probe.ok and probe.role == "source":
+            get_run_logger().info("pre-flight: %s", probe.line)
+    return {p.name: p.error for p in probes if p.role == "target" and p.error is not None}
 
 
 def relocate_assets(

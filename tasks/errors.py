@@ -97,6 +97,14 @@ class RunFailed(StacflowError):
         return (type(self), (str(self), self.summary))
 
 
+class OutputsUnwritable(StacflowError):
+    """The run's own outputs folder cannot be written (full, read-only, under a file): one line,
+    exit 1; each output is replaced atomically, so every earlier one is left as it was."""
+
+    def __init__(self, root: object, cause: str) -> None:
+        super().__init__(f"cannot write outputs to {root}: {cause}")
+
+
 class ErrorClass(StrEnum):
     """How an asset-level failure should be treated: only `transient` is retried."""
 

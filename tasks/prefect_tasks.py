@@ -33,6 +33,7 @@ from stacflow.tasks.moves import Check, Move
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
 from stacflow.tasks.owners import Owner, claim_targets
+from stacflow.tasks.preflight import Probe, preflight
 from stacflow.tasks.relocate import (
     CopyPolicy,
     Moved,
@@ -74,6 +75,13 @@ def claim_targets_task(
     targets: list[tuple[str, StoreRef]], owner: Owner, *, write: bool
 ) -> dict[str, AssetError]:
     return claim_targets(targets, owner, write=write)
+
+
+@task(cache_policy=NO_CACHE, name="preflight", tags=["stacflow", "relocate"])
+def preflight_task(
+    moves: Opaque[Sequence[Move]], source: str, targets: list[tuple[str, StoreRef]]
+) -> list[Probe]:
+    return preflight(moves.value, source, targets)
 
 
 @task(cache_policy=NO_CACHE, name="derive-batch", tags=["stacflow", "derive"])

@@ -50,6 +50,24 @@ def flow_run_logs(flow_run_id) -> list[tuple[int, str]]:
     return [(log.level, log.message) for log in logs]
 
 
+def flow_run_artifact(flow_run_id, key: str) -> str:
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                key=ArtifactFilterKey(any_=[key]),
+            )
+        )
+    return str(artifact.data)
+
+
 def test_a_failed_run_says_its_summary_once(demo, prefect_harness, capsys):
     (demo.parent / "demo" / "origin" / "uploads" / "flight-02" / "ortho.tif").unlink()
     assert main(["run", str(demo)]) == 1
@@ -66,6 +84,11 @@ def test_a_failed_run_says_its_summary_once(demo, prefect_harness, capsys):
     logs = flow_run_logs(run.id)
     assert sum("flight-02/visual: failed: not found" in message for _, message in logs) == 1
     assert not [message for _, message in logs if "Traceback" in message]
+    # The UI says it in the same words, with the same counts.
+    summary = flow_run_artifact(run.id, "demo-drone-survey-summary")
+    assert summary.startswith("# demo-drone-survey: FAILED (1 asset failed)\n")
+    relocated = [line for line in summary.splitlines() if line.startswith("| local | 5 (")]
+    assert relocated[0].endswith("| 0 | 0 | 1 |")  # 5 copied, 1 failed: as on the terminal
 
 
 def test_a_spec_error_in_a_flow_run_is_one_line(demo, prefect_harness):

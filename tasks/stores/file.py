@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import io
 import os
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stacflow.tasks.access import Access, SpecPath
 from stacflow.tasks.atomic import TEMP_MARKER
 from stacflow.tasks.buffers import read_buffer
-from stacflow.tasks.errors import AssetError, ErrorClass
+from stacflow.tasks.errors import AssetError, ErrorClass, Reach
 from stacflow.tasks.stores.base import (
     DEFAULT_CHUNK_SIZE,
     Backend,
@@ -120,15 +121,15 @@ class FolderStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
-            raise _os_error(exc, self.describe(path)) from None
+            raise _write_error(exc, self.describe(path), self.root) from None
         committed = False
         try:
             with os.fdopen(descriptor, "wb", buffering=0) as handle:
-                yield _FileWriter(handle)
+                yield _FileWriter(handle, self.describe(path), self.root)
             temp.replace(final)
             committed = True
         except OSError as exc:
-            raise _os_error(exc, self.describe(path)) from None
+            raise _write_error(exc, self.describe(path), self.root) from None
         finally:
             if not committed:
                 temp.unlink(missing_ok=True)
@@ -178,13 +179,18 @@ class _FileReader:
 
 
 class _FileWriter:
-    def __init__(self, handle: io.FileIO) -> None:
+    def __init__(self, handle: io.FileIO, where: str, root: Path) -> None:
         self._handle = handle
+        self._where = where
+        self._root = root
 
     def write(self, chunk: Chunk) -> None:
         view = memoryview(chunk)
-        while view:
-            view = view[self._handle.write(view) :]
+        try:
+            while view:
+                view = view[self._handle.write(view) :]
+        except OSError as exc:
+            raise _write_error(exc, self._where, self._root) from None
 
 
 def _sweep_folder(folder: Path, names: set[str], owner: str) -> int:
@@ -228,6 +234,22 @@ def _staging_stem(name: str) -> str:
 def _os_error(exc: OSError, where: str) -> AssetError:
     kind = ErrorClass.PERMANENT
     return AssetError(kind, f"{exc.strerror or exc.__class__.__name__}: {where}")
+
+
+WHOLE_FOLDER = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""Write errors that every later write into the folder meets too: a full disk (or quota), a
+read-only mount, no permission. Retrying them downloaded each asset five times for nothing."""
+
+
+def _write_error(exc: OSError, where: str, root: Path) -> AssetError:
+    """A failed write, permanent; it reaches the whole target when every other write would
+    fail the same way (a root under a regular file, too: not one stray file inside it)."""
+    whole = exc.errno in WHOLE_FOLDER or (exc.errno == errno.ENOTDIR and not root.is_dir())
+    return AssetError(
+        ErrorClass.PERMANENT,
+        f"{exc.strerror or exc.__class__.__name__}: {where}",
+        reach=Reach.STORE if whole else Reach.ASSET,
+    )
 
 
 BACKEND = Backend(
