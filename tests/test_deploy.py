@@ -28,6 +28,7 @@ from stacflow.tasks.locks import read_lock
 from stacflow.tasks.report import read_report
 from stacflow.tasks.state import read_records
 from tests.packages import LAST_MODIFIED_HTTP, flip_byte_keeping_mtime, make_package
+from tests.servers.origin import Origin
 from tests.servers.prefect_harness import _stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -397,7 +398,18 @@ def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
     assert not list((_results(sharded) / ".stacflow").glob("shards/*")), "shard reports were kept"
 
 
-def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(stack, tmp_path, origin):
+@pytest.fixture
+def stalling_origin(tmp_path):
+    """An origin of the test's own: closing it ends its ten-minute stalls, which would
+    otherwise count as requests in flight in the session's origin for later tests."""
+    with Origin(tmp_path / "origin-root") as own:
+        yield own
+
+
+def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(
+    stack, tmp_path, stalling_origin
+):
+    origin = stalling_origin
     """The UI's Cancel sets Cancelling; the worker sends SIGTERM; the run stops in order."""
     from prefect import get_client  # noqa: PLC0415
     from prefect.deployments import run_deployment  # noqa: PLC0415
@@ -431,8 +443,9 @@ def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(stack, t
 
 
 def test_ctrl_c_of_a_sharded_run_cancels_its_shards_and_reports_what_is_left(
-    stack, tmp_path, origin
+    stack, tmp_path, stalling_origin
 ):
+    origin = stalling_origin
     from prefect import get_client  # noqa: PLC0415
     from prefect.client.schemas.filters import (  # noqa: PLC0415
         FlowFilter,

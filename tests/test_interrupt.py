@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from stacflow.tasks.report import Outcome, read_report
 from stacflow.tasks.state import read_records
 from stacflow.tasks.summary import Summary
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
+from tests.servers.origin import Origin
 from tests.servers.s3 import client as s3_client
 from tests.servers.s3 import list_multipart_uploads
 from tests.test_api_server import _servers_under, _wait_gone, home  # noqa: F401 - a fixture
@@ -40,6 +42,14 @@ EXPECTED_TREE = {
 }
 STOPPED_WITHIN_S = 30  # generous: the stalled origin would hold the run for 600 s
 ONE_LINE = "interrupted: 2 copied, 1 left; rerun to resume"
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Iterator[Origin]:
+    """An origin of this test's own: closing it ends its ten-minute stalls, which would
+    otherwise count as requests in flight in the session's origin for later tests."""
+    with Origin(tmp_path / "origin-root") as own:
+        yield own
 
 
 @pytest.fixture
