@@ -42,7 +42,10 @@ API_URL = "PREFECT_API_URL"
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
-DRAIN_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 5.0
+"""Per worker (logs, then events): a loopback server takes a command's backlog in well under a
+second; a worker still trying after that is sending to a server that is gone, and at 30 s each a
+command could sit a minute after its last line (seen as ~65 s tests in the full suite)."""
 # What Prefect's ephemeral mode sets for its server: no UI, only the services a run needs.
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
 

@@ -68,9 +68,15 @@ def state_message(text: str) -> str:
     return line if len(line) <= STATE_MESSAGE_CHARS else line[: STATE_MESSAGE_CHARS - 1] + "…"
 
 
+VERDICT_TASK = "assets-failed"
+"""The task run that fails a run's task graph: its failure is the summary the CLI prints."""
+
+
 class _NotSaid(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(record, SAID, False)
+        return not (
+            getattr(record, SAID, False) or getattr(record, "task_name", None) == VERDICT_TASK
+        )
 
 
 def quiet_said_failures() -> None:
