@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach
-from stacflow.tasks.stores import StoreRef
+from stacflow.tasks.stores import Facts, Store, StoreRef
 
 CONNECTION_FAILURES = 5
 DOWN_FOR_S = 60.0
@@ -80,3 +80,17 @@ class Breakers:
 
 
 BREAKERS = Breakers()
+
+
+def watched_head(store: Store, ref: StoreRef, path: str, role: str) -> Facts:
+    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
+    breaker. `role` names the store in the refusal (origin, target, store)."""
+    if (down := BREAKERS.refusal(ref, role)) is not None:
+        raise down
+    try:
+        facts = store.head(path)
+    except AssetError as error:
+        BREAKERS.record(ref, error)
+        raise
+    BREAKERS.record(ref, None)
+    return facts

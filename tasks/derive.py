@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from stacflow.tasks.breaker import BREAKERS, StoreDown
+from stacflow.tasks.breaker import StoreDown, watched_head
 from stacflow.tasks.errors import AssetError, InputError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locations import parse_href
@@ -20,7 +20,7 @@ from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.retry import RetryPolicy, retrying
-from stacflow.tasks.stores import Facts, Store, open_store
+from stacflow.tasks.stores import open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def derive_facts(
             for attempt in retrying(retry or RetryPolicy()):
                 with attempt:
                     tries += 1
-                    facts = _watched_head(store, check)
+                    facts = watched_head(store, check.store, check.path, "origin")
         except AssetError as error:
             tries -= isinstance(error, StoreDown)  # that try made no request
             return Derived(None, _outcome(check, name, started, tries, error))
@@ -73,20 +73,6 @@ def derive_facts(
         return Derived(row, _outcome(check, name, started, tries))
 
     return fan_out(shared_threads("stacflow-derive", workers), workers, run, checks)
-
-
-def _watched_head(store: Store, check: Check) -> Facts:
-    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
-    breaker."""
-    if (down := BREAKERS.refusal(check.store, "origin")) is not None:
-        raise down
-    try:
-        facts = store.head(check.path)
-    except AssetError as error:
-        BREAKERS.record(check.store, error)
-        raise
-    BREAKERS.record(check.store, None)
-    return facts
 
 
 def _outcome(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stacflow.tasks.breaker import BREAKERS, StoreDown
+from stacflow.tasks.breaker import StoreDown, watched_head
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
@@ -101,7 +101,7 @@ def validate_row(check: Check, *, checksums: bool, retry: RetryPolicy | None = N
         for attempt in retrying(retry or RetryPolicy()):
             with attempt:
                 tries += 1
-                facts = _head_watched(store, check)
+                facts = watched_head(store, check.store, check.path, "store")
                 errors = mismatches(
                     check.row, facts, check.store.compare, exact_etag=check.exact_etag
                 )
@@ -125,20 +125,6 @@ def _sha256(store: Store, path: str) -> str:
         for chunk in reader.chunks():
             digest.update(chunk)
     return sha256_multihash(digest.digest())
-
-
-def _head_watched(store: Store, check: Check) -> Facts:
-    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
-    breaker."""
-    if (down := BREAKERS.refusal(check.store, "store")) is not None:
-        raise down
-    try:
-        facts = store.head(check.path)
-    except AssetError as error:
-        BREAKERS.record(check.store, error)
-        raise
-    BREAKERS.record(check.store, None)
-    return facts
 
 
 def validation_line(row: LockRow, errors: list[str], checked: str | None = None) -> dict[str, Any]:
