@@ -68,6 +68,9 @@ class _Entry:
     sent: int = 0
     at: float = 0.0
     """Arrival, on the monotonic clock."""
+    generation: int = 0
+    """Which `clear()` it arrived after: a request a previous test left stalled is not counted
+    as in flight for the next one."""
 
 
 @dataclass
@@ -135,6 +138,7 @@ class Origin:
         self._log: list[_Entry] = []
         self._in_flight = 0
         self._peak_in_flight = 0
+        self._generation = 0
         self._etags: dict[tuple[str, int, int, int], str] = {}
         self._signed: dict[str, str] = {}
         self._closing = threading.Event()
@@ -239,7 +243,8 @@ class Origin:
             self._faults.clear()
             self._signed.clear()
             self._log.clear()
-            self._peak_in_flight = self._in_flight
+            self._generation += 1
+            self._in_flight = self._peak_in_flight = 0
 
     # --- request log --------------------------------------------------------------------
 
@@ -327,6 +332,7 @@ class Origin:
         plan = _Plan()
         with self._lock:
             self._log.append(entry)
+            entry.generation = self._generation
             self._in_flight += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             for fault in list(self._faults):
@@ -344,9 +350,10 @@ class Origin:
                         self._faults.remove(fault)
         return plan
 
-    def _left(self) -> None:
+    def _left(self, entry: _Entry) -> None:
         with self._lock:
-            self._in_flight -= 1
+            if entry.generation == self._generation:
+                self._in_flight -= 1
 
     def _etag(self, path: Path, f: BinaryIO, st: os.stat_result) -> str:
         if self.etag_style == "nginx":
@@ -441,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            origin._left()
+            origin._left(self._entry)
 
     def _serve_file(self, path: str, plan: _Plan, *, send_body: bool) -> None:
         origin = self.server.origin
