@@ -74,20 +74,7 @@ def _hashed_copy(
         is_sha256_multihash(expected) and facts.size == move.expected_size and hashes_to(expected)
     ):
         return None
-    row = replace(
-        leg.row,
-        size_bytes=facts.size,
-        etag=facts.etag,
-        last_modified=facts.last_modified,
-        file_checksum=expected,
-    )
-    return Record(
-        row,
-        move.source.size_bytes,
-        move.source.etag,
-        move.source.last_modified,
-        durable=_durable(leg),
-    )
+    return _found(move, leg, facts, expected, durable=_durable(leg))
 
 
 def adopted_copy(
@@ -108,15 +95,21 @@ def adopted_copy(
     expected = move.expected_checksum if is_sha256_multihash(move.expected_checksum) else None
     if (expected is None and verify != FACTS) or (expected and not hashes_to(expected)):
         return None
-    adopted = replace(
+    return _found(move, leg, facts, expected, durable=True)
+
+
+def _found(move: Move, leg: Leg, facts: Facts, checksum: str | None, *, durable: bool) -> Record:
+    """The record of a copy found in place rather than written: the target's facts, the
+    source's."""
+    row = replace(
         leg.row,
         size_bytes=facts.size,
         etag=facts.etag,
         last_modified=facts.last_modified,
-        file_checksum=expected,
+        file_checksum=checksum,
     )
     source = move.source
-    return Record(adopted, source.size_bytes, source.etag, source.last_modified)
+    return Record(row, source.size_bytes, source.etag, source.last_modified, durable=durable)
 
 
 def _durable(leg: Leg) -> bool:
