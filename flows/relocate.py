@@ -28,6 +28,7 @@ from stacflow.flows.records import (
 from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import journal_place, outputs_folder, outputs_workspace
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
@@ -57,7 +58,6 @@ from stacflow.tasks.prefect_tasks import (
 )
 from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, Result, Step, write_report
-from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
@@ -114,14 +114,15 @@ def relocate_package(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+    with outputs_workspace(Path(spec_path), spec, "run") as outputs:
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
             planned = survey_task(Opaque(plan.moves), plan.policy.workers)
             outcomes = [*derived, *planned, *left_alone(plan)]
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
-        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=killed)
+        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=outputs.killed)
+        outputs.refresh_journals()
         outcomes = [*derived, *(m.outcome for m in moved)]
         return settle_run(plan, inputs, outcomes, started, byte_phase_s)
 
@@ -150,13 +151,9 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
         for result in future.result()
     ]
     lock = [d.row for d in derived if d.row is not None]
-    package = write_package(OutputPaths(outputs_of(spec_path, spec)), items, lock)
+    package = write_package(OutputPaths(outputs_folder(spec_path, spec)), items, lock)
     inputs = load_inputs(spec_path, spec, lock=lock, items=package / "items.parquet")
     return inputs, [d.outcome for d in derived]
-
-
-def outputs_of(spec_path: Path, spec: Spec) -> Path:
-    return (spec_path.parent / spec.outputs).resolve()
 
 
 def prepare_plan(
@@ -169,7 +166,7 @@ def prepare_plan(
     """
     plan = compile_plan(inputs, previous_records(inputs), targets)
     plan.refuse_conflicts()
-    owner = Owner.of(inputs.spec.name, inputs.outputs)
+    owner = Owner.of(inputs.spec.name, inputs.outputs_id)
     unusable = claim_targets_task([(t.name, t.store) for t in plan.targets], owner, write=claim)
     for target in plan.targets:
         if target.name in unusable:
@@ -198,7 +195,7 @@ def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[
     """
     if not plan.targets or not plan.moves:
         return [], 0.0
-    journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
+    journals = {t.name: journal_place(inputs.spec_path, inputs.spec, t.name) for t in plan.targets}
     policy = dataclasses.replace(plan.policy, sweep=sweep)
     started = time.monotonic()
     moves = plan.moves

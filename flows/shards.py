@@ -30,14 +30,14 @@ from stacflow.flows.relocate import (
     RunOverrides,
     apply_overrides,
     gather_inputs,
-    outputs_of,
     prepare_plan,
     relocate_assets,
     settle_run,
 )
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import outputs_workspace
 from stacflow.tasks.report import Outcome, read_report, write_report
-from stacflow.tasks.state import STATE_DIR, run_lock
+from stacflow.tasks.state import STATE_DIR
 
 DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
 MAX_SHARDS = 64
@@ -51,7 +51,9 @@ class Shard(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0, description="Which shard, from 0.")
     count: int = Field(ge=1, description="How many shards the package is split into.")
-    report: str = Field(description="Where this shard writes its outcome rows for the parent.")
+    report: str = Field(
+        description="Where this shard writes its outcome rows for the parent, in the outputs."
+    )
     sweep: bool = Field(
         default=True, description="Look for a killed run's debris (the parent's run lock knows)."
     )
@@ -88,10 +90,13 @@ def relocate_shard(
         overrides: Run-time settings that take precedence over the spec.
     """
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    inputs, _ = gather_inputs(Path(spec_path), spec)
-    plan = shard.of(prepare_plan(inputs, targets))
-    moved, byte_phase_s = relocate_assets(plan, inputs, sweep=shard.sweep)
-    write_report(Path(shard.report), [m.outcome for m in moved])
+    with outputs_workspace(Path(spec_path), spec, "shard") as outputs:
+        inputs, _ = gather_inputs(Path(spec_path), spec)
+        plan = shard.of(prepare_plan(inputs, targets))
+        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=shard.sweep)
+        report = outputs.folder / shard.report
+        write_report(report, [m.outcome for m in moved])
+        outputs.upload(report)
     failed = sum(1 for m in moved if m.outcome.failed)
     get_run_logger().info(
         "shard %d/%d: %d assets, %d failed, byte phase %.2f s",
@@ -140,10 +145,10 @@ def relocate_in_shards(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+    with outputs_workspace(Path(spec_path), spec, "run") as outputs:
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets)
-        reports = inputs.outputs / STATE_DIR / "shards" / str(flow_run.get_id() or "local")
+        reports = Path(STATE_DIR, "shards", str(flow_run.get_id() or "local"))
         futures = [
             run_shard.submit(
                 deployment,
@@ -152,22 +157,28 @@ def relocate_in_shards(
                     "targets": targets,
                     "overrides": overrides.model_dump() if overrides else None,
                     "shard": Shard(
-                        index=i, count=shards, report=str(reports / f"{i}.parquet"), sweep=killed
+                        index=i,
+                        count=shards,
+                        report=(reports / f"{i}.parquet").as_posix(),
+                        sweep=outputs.killed,
                     ).model_dump(),
                 },
             )
             for i in range(shards)
         ]
         states = [future.result() for future in futures]
+        outputs.refresh_journals()
+        outputs.fetch(f"{reports.as_posix()}/")
         outcomes: list[Outcome] = list(derived)
         missing = []
         for index in range(shards):
-            report = reports / f"{index}.parquet"
+            report = outputs.folder / reports / f"{index}.parquet"
             if report.is_file():
                 outcomes += read_report(report)
             else:
                 missing.append(f"shard {index} ({states[index]})")
-        shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
+        shutil.rmtree(outputs.folder / reports, ignore_errors=True)  # merged into the report
+        outputs.discard(f"{reports.as_posix()}/")
         byte_phase_s = time.monotonic() - started
         problem = f"{', '.join(missing)} left no report; their assets were not merged"
         return settle_run(

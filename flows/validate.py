@@ -23,6 +23,7 @@ from stacflow.flows.inputs import (
 )
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import outputs_folder
 from stacflow.tasks.errors import UsageError
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
@@ -53,7 +54,7 @@ def validate_package(
     waiting = unwritten_locks(Path(spec_path), spec, names)
     if len(waiting) == len(names):
         raise UsageError(f"{spec_path}: nothing to validate yet: {'; '.join(waiting.values())}")
-    paths = OutputPaths((Path(spec_path).parent / spec.outputs).resolve())
+    paths = OutputPaths(outputs_folder(Path(spec_path), spec))
     if spec.package is not None:
         inputs = load_inputs(Path(spec_path), spec)
     else:

@@ -24,6 +24,7 @@ from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
 from stacflow.tasks.owners import Owner, claim_targets
 from stacflow.tasks.relocate import CopyPolicy, Moved, flush_targets, relocate_batch
+from stacflow.tasks.remote_outputs import Mirrored
 from stacflow.tasks.report import Outcome
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
@@ -133,7 +134,9 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     tags=["stacflow", "relocate"],
 )
 def relocate_batch_task(
-    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
+    moves: Opaque[Sequence[Move]],
+    policy: CopyPolicy,
+    journals: Mapping[str, Path | Mirrored] | None = None,
 ) -> list[Moved]:
     """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
     results = relocate_batch(

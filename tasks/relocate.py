@@ -25,6 +25,7 @@ from stacflow.tasks.checksum import is_sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.remote_outputs import Mirrored, local_journal, open_journal
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
@@ -61,7 +62,7 @@ class Moved:
 def relocate_batch(
     moves: Sequence[Move],
     policy: CopyPolicy,
-    journals: Mapping[str, Path] | None = None,
+    journals: Mapping[str, Path | Mirrored] | None = None,
     *,
     resume: bool = False,
     on_done: Callable[[list[Outcome]], None] | None = None,
@@ -76,7 +77,7 @@ def relocate_batch(
     if policy.sweep:
         sweep_leftovers(moves)
     stop = threading.Event()
-    open_journals = {target: Journal(path) for target, path in journals.items()}
+    open_journals = {target: open_journal(place) for target, place in journals.items()}
 
     def run(move: Move) -> list[Moved]:
         if stop.is_set():
@@ -284,8 +285,8 @@ class _Retry(AssetError):
         self.legs = legs
 
 
-def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list[Move]:
-    known = {target: read_records(path) for target, path in journals.items()}
+def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path | Mirrored]) -> list[Move]:
+    known = {target: read_records(local_journal(place)) for target, place in journals.items()}
     return [
         replace(
             move,
