@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan
-from stacflow.flows.inputs import load_spec
+from stacflow.flows.inputs import PACKAGE_ITEMS, PACKAGE_LOCK, Inputs, load_inputs, load_spec
 from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
     RunOverrides,
@@ -34,8 +34,11 @@ from stacflow.flows.relocate import (
     relocate_assets,
     settle_run,
 )
+from stacflow.flows.spec import Spec
 from stacflow.flows.verdict import ends_in_verdict
-from stacflow.flows.workspace import outputs_workspace
+from stacflow.flows.workspace import outputs_folder, outputs_workspace
+from stacflow.tasks.locks import read_lock
+from stacflow.tasks.outputs import OutputPaths
 from stacflow.tasks.report import Outcome, read_report, write_report
 from stacflow.tasks.state import STATE_DIR
 
@@ -91,7 +94,7 @@ def relocate_shard(
     """
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     with outputs_workspace(Path(spec_path), spec, "shard") as outputs:
-        inputs, _ = gather_inputs(Path(spec_path), spec)
+        inputs = shard_inputs(Path(spec_path), spec)
         plan = shard.of(prepare_plan(inputs, targets))
         moved, byte_phase_s = relocate_assets(plan, inputs, sweep=shard.sweep)
         report = outputs.folder / shard.report
@@ -107,6 +110,16 @@ def relocate_shard(
         byte_phase_s,
     )
     return {"shard": shard.index, "assets": len(plan.moves), "failed": failed}
+
+
+def shard_inputs(spec_path: Path, spec: Spec) -> Inputs:
+    """A shard's tables. For lock-less Items the parent has derived the lock (a HEAD per asset)
+    and written the package into the outputs: the shard reads it rather than derive it again."""
+    package = OutputPaths(outputs_folder(spec_path, spec)).package
+    lock = package / PACKAGE_LOCK
+    if spec.package is None and lock.is_file():
+        return load_inputs(spec_path, spec, lock=read_lock(lock), items=package / PACKAGE_ITEMS)
+    return gather_inputs(spec_path, spec)[0]
 
 
 @task(cache_policy=NO_CACHE, name="run-shard", tags=["stacflow", "shard"])
@@ -148,6 +161,8 @@ def relocate_in_shards(
     with outputs_workspace(Path(spec_path), spec, "run") as outputs:
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets)
+        if derived:  # the shards read the package derived here
+            outputs.upload_tree(OutputPaths(outputs.folder).package)
         reports = Path(STATE_DIR, "shards", str(flow_run.get_id() or "local"))
         futures = [
             run_shard.submit(

@@ -58,6 +58,12 @@ class Workspace:
         if self.copy is not None:
             self.copy.upload(path.relative_to(self.folder).as_posix())
 
+    def upload_tree(self, folder: Path) -> None:
+        """Every file under `folder` of the working copy, into the bucket now."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                self.upload(path)
+
 
 def outputs_store(spec_path: Path, spec: Spec) -> StoreRef | None:
     if not isinstance(spec.outputs, OutputsStore):

@@ -89,6 +89,8 @@ class WorkingCopy:
     def upload(self, relative: str) -> None:
         """One file of the working copy into the bucket now (a shard's report)."""
         self._upload(relative)
+        stat = (self.folder / relative).stat()
+        self.pulled[relative] = (stat.st_size, stat.st_mtime_ns)
 
     def forget(self, under: str) -> None:
         """Delete the objects under `under` (shard reports, once merged)."""

@@ -181,3 +181,29 @@ def read_report_from(data: bytes, folder: Path) -> list:
     path = folder / "report.parquet"
     path.write_bytes(data)
     return read_report(path)
+
+
+def test_a_shard_reads_the_lock_its_parent_derived_instead_of_deriving_it(tmp_path):
+    """Deriving the lock of lock-less Items is a HEAD per asset (here, against a closed port):
+    a shard finds the parent's package in the outputs and reads it; no Prefect run is needed."""
+    from stacflow.flows.shards import shard_inputs  # noqa: PLC0415
+    from stacflow.tasks.locations import parse_href  # noqa: PLC0415
+    from stacflow.tasks.locks import LockRow  # noqa: PLC0415
+    from stacflow.tasks.outputs import OutputPaths, write_package  # noqa: PLC0415
+    from tests.packages import item_dict  # noqa: PLC0415
+
+    item = item_dict("item-a")
+    item["assets"]["data"] = {"href": "http://127.0.0.1:9/a/data.tif", "roles": ["data"]}
+    (tmp_path / "items.json").write_text(json.dumps(item))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        "name: derived\nstac: items.json\nsources: {origin: {store: {allow_http: true}}}\n"
+        "targets: {local: {store: {type: file, root: copies}}}\noutputs: out\n"
+    )
+    row = LockRow.at("item-a", "data", parse_href(item["assets"]["data"]["href"]), size_bytes=7)
+    write_package(OutputPaths(tmp_path / "out"), [item], [row])
+
+    inputs = shard_inputs(spec_path, load_spec(spec_path))
+    assert inputs.lock == read_lock(tmp_path / "out" / "package" / "assets.lock.parquet")
+    assert [(r.item_id, r.asset_key, r.size_bytes) for r in inputs.lock] == [("item-a", "data", 7)]
+    assert inputs.items_path == tmp_path / "out" / "package" / "items.parquet"
