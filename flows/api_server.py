@@ -30,8 +30,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stacflow.tasks.errors import UsageError
+
+if TYPE_CHECKING:
+    from prefect.settings.legacy import Setting
 
 API_URL = "PREFECT_API_URL"
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
@@ -71,7 +75,8 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         contextlib.suppress(OSError, urllib.error.URLError, ValueError),
         urllib.request.urlopen(probe, timeout=timeout) as answer,  # noqa: S310 - an API URL
     ):
-        return answer.status == 200
+        status: int = answer.status
+        return status == 200
     return False
 
 
@@ -202,7 +207,7 @@ def run_settings(api: Api) -> Iterator[None]:
         temporary_settings,
     )
 
-    updates: dict = {}
+    updates: dict[Setting, Any] = {}
     if api.url is not None:
         updates[PREFECT_API_URL] = api.url
     if HEARTBEAT not in os.environ:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from stacflow.flows.api_server import STARTUP_TIMEOUT_S, healthy, prefect_home
 from stacflow.tasks.errors import UsageError
@@ -88,7 +89,7 @@ def status() -> str | None:
     url = running_url()
     if url is None:
         return None
-    state = _state() or {}
+    state: _ServerState | dict[str, object] = _state() or {}
     ui = url.removesuffix("/api")
     return f"running at {url} (UI {ui}, pid {state.get('pid')}, log {state.get('log')})"
 
@@ -107,7 +108,13 @@ def _listen(port: int | None) -> socket.socket:
     return listener
 
 
-def _state() -> dict | None:
+class _ServerState(TypedDict):
+    pid: int
+    url: str
+    log: str | None
+
+
+def _state() -> _ServerState | None:
     with contextlib.suppress(OSError, ValueError, KeyError):
         data = json.loads(state_file().read_text())
         return {"pid": int(data["pid"]), "url": str(data["url"]), "log": data.get("log")}

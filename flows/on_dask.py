@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from prefect import Flow
-from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner
 
 from stacflow.flows.relocate import relocate_package
 
@@ -28,7 +28,8 @@ ADDRESS_ENV = "STACFLOW_DASK_ADDRESS"
 def on_dask(address: str | None) -> Flow[..., dict[str, Any]]:
     """relocate-package whose batches run on the Dask scheduler at `address` (tcp://host:8786)."""
     runner = DaskTaskRunner(address=address) if address else DaskTaskRunner()
-    return relocate_package.with_options(task_runner=runner)
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: Dask's fails it.
+    return relocate_package.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 relocate_package_on_dask = on_dask(os.environ.get(ADDRESS_ENV) or None)

@@ -173,6 +173,7 @@ def plan_report(
 def _inputs(spec_path: Path, spec: Spec) -> Inputs:
     if spec.package is not None:
         return load_inputs(spec_path, spec)
+    assert spec.stac is not None, "a spec without a package names its stac (Spec checks)"
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)

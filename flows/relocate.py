@@ -95,7 +95,8 @@ class RunOverrides(BaseModel):
     name="relocate-package",
     description="Relocate a package's locked assets into every target, enrich the items with "
     "the new alternates, and validate the remote and relocated locks.",
-    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def relocate_package(
@@ -138,6 +139,7 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     """The package's tables; for lock-less Items, first derive the lock and write the package."""
     if spec.package is not None:
         return load_inputs(spec_path, spec), []
+    assert spec.stac is not None, "a spec without a package names its stac (Spec checks)"
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
@@ -378,7 +380,7 @@ def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:
         "copied_bytes": summary.copied_bytes,
         "counts": {
             f"{step}:{store}:{outcome}": count
-            for step in ("derive", "relocate", "validate")
+            for step in (Step.DERIVE, Step.RELOCATE, Step.VALIDATE)
             for store, row in summary.counts(step).items()
             for outcome, (count, _) in row.items()
         },

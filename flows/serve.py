@@ -53,4 +53,5 @@ def serve_specs(
                     concurrency_limit=ONE_AT_A_TIME,
                 )
             )
-    serve(*deployments)
+    # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
+    serve(*deployments)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ START_SERVER = (
 
 def require_server(command: str) -> str:
     """The API URL of a server that answers; a UsageError naming what to start otherwise."""
-    url = PREFECT_API_URL.value()
+    url: str | None = PREFECT_API_URL.value()
     if not url:
         raise UsageError(f"{command} needs a Prefect server: {START_SERVER}")
     # No retries: a server that is not there should cost a second, not a backoff schedule.

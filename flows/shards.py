@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -75,7 +76,8 @@ class Shard(BaseModel):
     name="relocate-shard",
     description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
-    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def relocate_shard(
@@ -125,10 +127,11 @@ def shard_inputs(spec_path: Path, spec: Spec) -> Inputs:
 @task(cache_policy=NO_CACHE, name="run-shard", tags=["stacflow", "shard"])
 def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
     """Start one shard's flow run on a worker and wait for it; its state's name is the result."""
-    child = run_deployment(
+    # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
+    child: FlowRun = run_deployment(  # type: ignore[assignment]
         name=deployment, parameters=parameters, timeout=None, poll_interval=POLL_S, as_subflow=True
     )
-    state = child.state.name if child.state else "Unknown"
+    state = child.state.name if child.state and child.state.name else "Unknown"
     get_run_logger().info("shard flow run %s ended %s", child.name, state)
     return state
 
@@ -137,7 +140,8 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
     name="relocate-in-shards",
     description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
-    task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_SHARDS),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def relocate_in_shards(

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from stacflow.flows.specfile import SpecFieldError
+from stacflow.flows.specfile import Loc, SpecFieldError
 from stacflow.tasks.access import Access, Duration, SpecPath, url_problem
 from stacflow.tasks.errors import scrub
 from stacflow.tasks.sizes import format_size, parse_size
@@ -90,6 +90,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+def _every_fact() -> list[Literal["size", "etag", "last_modified"]]:
+    return ["size", "etag", "last_modified"]
+
+
 class Source(_Strict):
     """Where the locked bytes live: the package lock's own locations, or another lock."""
 
@@ -118,7 +122,7 @@ class Source(_Strict):
     )
     store: Access = Field(default_factory=Access, description="How to reach this source's store.")
     compare: list[Literal["size", "etag", "last_modified"]] = Field(
-        default_factory=lambda: ["size", "etag", "last_modified"],
+        default_factory=_every_fact,
         description="Lock facts this store reproduces and that drift checks and validation "
         "compare (a mirror that keeps sizes but not ETags: [size]).",
     )
@@ -325,12 +329,12 @@ class Retry(_Strict):
     attempts: int = Field(
         default=DEFAULT_ATTEMPTS, ge=1, le=50, description="Tries per asset, the first included."
     )
-    initial_backoff: Duration = Field(
+    initial_backoff: Duration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_INITIAL_BACKOFF,
         description="Wait before the 2nd try; doubles per try up to max_backoff "
         "(a duration: 500ms, 1s, 2min, or seconds).",
     )
-    max_backoff: Duration = Field(
+    max_backoff: Duration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_MAX_BACKOFF, description="Longest wait between tries (a duration)."
     )
 
@@ -351,7 +355,7 @@ class Batch(_Strict):
     assets: int = Field(
         default=DEFAULT_BATCH_ASSETS, ge=1, le=100_000, description="Most assets per batch."
     )
-    bytes: Size = Field(
+    bytes: Size = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_BATCH_BYTES,
         description="Most bytes per batch (a size: 4GiB, 500MB, or bytes).",
     )
@@ -366,12 +370,12 @@ class Relocate(_Strict):
     max_workers: int = Field(
         default=DEFAULT_MAX_WORKERS, ge=1, le=256, description="Assets copied at once, at most."
     )
-    memory_limit: Size = Field(
+    memory_limit: Size = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_MEMORY_LIMIT,
         description="Budget for buffers in flight; concurrency shrinks to stay within it. "
         "A size (512MiB, 2GB, or bytes), at least 4 chunks.",
     )
-    chunk_size: Size = Field(
+    chunk_size: Size = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_CHUNK_SIZE,
         description="Multipart part size and unit of the memory budget (a size: 8MiB, or "
         "bytes); at least 64KiB. S3 parts are at least 5MiB whatever this says; reads are at "
@@ -588,7 +592,7 @@ class Spec(_Strict):
         if base is None:
             return self
         base = Path(base)
-        inputs = [
+        found = [
             _input(base, self.package, ("package",), package=True),
             _input(base, self.stac, ("stac",)),
             _input(base, self.items, ("items",)),
@@ -606,7 +610,7 @@ class Spec(_Strict):
                 if s.plan is not None and backend(s.plan.store.type).capabilities.file_system
             ),
         ]
-        inputs = [path.resolve() for path in inputs if path is not None]
+        inputs = [path.resolve() for path in found if path is not None]
         if isinstance(self.outputs, OutputsStore):
             outputs = None
         else:
@@ -662,7 +666,7 @@ class Spec(_Strict):
         return re.sub(r"[^a-z0-9]+", "-", scrub(self.name).lower()).strip("-") or "spec"
 
 
-def _input(base: Path, path: Path | None, loc: tuple, *, package: bool = False) -> Path | None:
+def _input(base: Path, path: Path | None, loc: Loc, *, package: bool = False) -> Path | None:
     """The input at `path` (relative to the spec), refused unless it is there and of its kind."""
     if path is None:
         return None
@@ -695,7 +699,7 @@ def _check_outputs(outputs: Path, package: Path | None, inputs: list[Path]) -> P
 
 
 def _check_root(
-    loc: tuple, root: Path, *, inputs: list[Path], outputs: Path | None, roots: dict[Path, str]
+    loc: Loc, root: Path, *, inputs: list[Path], outputs: Path | None, roots: dict[Path, str]
 ) -> None:
     """A target root receives writes: it must not hit the outputs, an input or another root."""
     if root.exists() and not root.is_dir():

@@ -205,6 +205,7 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+            assert isinstance(node, MappingNode), "a composed node is a scalar, a list or a map"
             out = {}
             for key, (key_node, value_node) in self._entries(node, loc).items():
                 self.keys[(*loc, key)] = _line(key_node)
@@ -242,13 +243,14 @@ class _Builder:
 
     def _merge_sources(self, node: Node, loc: Loc) -> list[MappingNode]:
         sources = node.value if isinstance(node, SequenceNode) else [node]
-        if not all(isinstance(source, MappingNode) for source in sources):
+        mappings = [source for source in sources if isinstance(source, MappingNode)]
+        if len(mappings) != len(sources):
             raise self._error(node, loc, "a merge key '<<' takes a mapping or a list of mappings")
-        return sources
+        return mappings
 
     def _key(self, node: Node, loc: Loc) -> str:
         if isinstance(node, ScalarNode) and node.tag == _STR:
-            return node.value
+            return str(node.value)
         if isinstance(node, ScalarNode):
             shown = shorten(node.value)
             problem = f"key {shown} is not a string; write it in quotes: '{shown}'"

@@ -33,7 +33,8 @@ from stacflow.tasks.outputs import OutputPaths
     name="validate-package",
     description="Validate the remote and relocated locks of a package spec (no copying); "
     "fails when any asset drifted or went missing.",
-    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),
+    # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
+    task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT),  # type: ignore[arg-type]
 )
 @ends_in_verdict
 def validate_package(

@@ -29,8 +29,11 @@ SAID = "stacflow_said"
 STATE_MESSAGE_CHARS = 200
 
 
-def ends_in_verdict(body: Callable[P, R]) -> Callable[P, Any]:
-    """Wrap a flow's body: an expected failure is logged once and ends the run Failed."""
+def ends_in_verdict(body: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a flow's body: an expected failure is logged once and ends the run Failed.
+
+    Callers still get `R` or an exception: Prefect raises a returned Failed state's `data`.
+    """
 
     @functools.wraps(body)
     def run(*args: P.args, **kwargs: P.kwargs) -> Any:

@@ -215,16 +215,16 @@ class Access(BaseModel):
         description="Keys from named environment variables or a Prefect Secret; never the "
         "keys themselves. Default: the standard AWS environment (AWS_ACCESS_KEY_ID, ...).",
     )
-    timeout: PositiveDuration = Field(
+    timeout: PositiveDuration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_TIMEOUT,
         description="Limit for one whole request, body included (a duration: 30s, 5min, 2h, "
         "or seconds).",
     )
-    connect_timeout: PositiveDuration = Field(
+    connect_timeout: PositiveDuration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_CONNECT_TIMEOUT,
         description="Limit for opening a connection (a duration).",
     )
-    read_timeout: PositiveDuration = Field(
+    read_timeout: PositiveDuration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_READ_TIMEOUT,
         description="A response that sends nothing for this long is treated as stalled "
         "(a duration).",
@@ -309,7 +309,8 @@ def _from_prefect_secret(name: str) -> ResolvedKeys:
     from prefect.blocks.system import Secret  # noqa: PLC0415 - Prefect only where a block is named
 
     try:
-        raw = Secret.load(name).get()
+        # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
+        raw = Secret.load(name).get()  # type: ignore[union-attr]
     except ValueError as exc:
         raise InputError(f"credentials.prefect_secret: no Secret block named {name!r}") from exc
     data = json.loads(raw) if isinstance(raw, str) else raw

@@ -108,7 +108,8 @@ class Progress:
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.shower = threading.Thread(target=self._show_until_stopped, name="stacflow-progress")
-        self.artifact: UUID = create_progress_artifact(
+        # Prefect's async_dispatch types it as maybe a coroutine; called from sync code, it is not.
+        self.artifact: UUID = create_progress_artifact(  # type: ignore[assignment]
             progress=0.0, key=artifact_key(slug, "progress"), description="Assets relocated"
         )
         # The artifact is updated from the shower thread, outside the flow run's context: in a

@@ -20,7 +20,7 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> bool:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> bool:
     """Let `write` fill a temp sibling, then rename it onto `path` once it is durable.
 
     When `path` already holds exactly those bytes, it is left alone (no fsync, no rename: a

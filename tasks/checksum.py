@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 SHA256_MULTIHASH_PREFIX = "1220"
 
 
@@ -10,6 +12,6 @@ def sha256_multihash(digest: bytes) -> str:
     return SHA256_MULTIHASH_PREFIX + digest.hex()
 
 
-def is_sha256_multihash(value: str | None) -> bool:
+def is_sha256_multihash(value: str | None) -> TypeGuard[str]:
     """True for a checksum stacflow can verify; other multihash codes are kept but not compared."""
-    return bool(value) and value.startswith(SHA256_MULTIHASH_PREFIX) and len(value) == 68
+    return value is not None and value.startswith(SHA256_MULTIHASH_PREFIX) and len(value) == 68

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stacflow.tasks.summary import Summary
 
 MAX_SHOWN = 80
 """The most of one value a message quotes: a 2 MB key must not become a 2 MB line."""
@@ -71,11 +75,11 @@ class RunFailed(StacflowError):
     `summary` (a `Summary`) lets the caller render the verdict with its own timing.
     """
 
-    def __init__(self, message: str, summary: object | None = None) -> None:
+    def __init__(self, message: str, summary: Summary | None = None) -> None:
         super().__init__(message)
         self.summary = summary
 
-    def __reduce__(self) -> tuple[type[RunFailed], tuple[str, object | None]]:
+    def __reduce__(self) -> tuple[type[RunFailed], tuple[str, Summary | None]]:
         return (type(self), (str(self), self.summary))
 
 

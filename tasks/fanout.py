@@ -44,7 +44,7 @@ def fan_out(pool: Executor, width: int, work: Callable[[T], R], items: Sequence[
         done.result()
     if errors:
         raise errors[0]
-    return results  # type: ignore[return-value] - every index was filled when no job failed
+    return results  # type: ignore[return-value]  # every index was filled when no job failed
 
 
 _SHARED: dict[tuple[str, int], ThreadPoolExecutor] = {}

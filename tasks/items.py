@@ -504,18 +504,17 @@ def _parsed(text: str, path: Path, line: int | None) -> object:
 
 def _document_items(document: object, where: str) -> list[dict[str, Any]]:
     kind = document.get("type") if isinstance(document, dict) else type(document).__name__
-    if kind in ("FeatureCollection", "ItemCollection"):
+    if isinstance(document, dict) and kind in ("FeatureCollection", "ItemCollection"):
         features = document.get("features")
         if not isinstance(features, list):
             raise InputError(f"{where}: a {kind} needs a 'features' array")
         for number, feature in enumerate(features, start=1):
             _check_item(feature, f"{where}: feature {number}")
         return features
-    _check_item(document, where)
-    return [document]
+    return [_check_item(document, where)]
 
 
-def _check_item(item: object, where: str) -> None:
+def _check_item(item: object, where: str) -> dict[str, Any]:
     if not isinstance(item, dict) or item.get("type") != "Feature":
         kind = item.get("type") if isinstance(item, dict) else type(item).__name__
         raise InputError(
@@ -528,6 +527,7 @@ def _check_item(item: object, where: str) -> None:
                 f"{where}: a STAC Item needs {name!r} as a JSON {_JSON_NAMES[expected]}"
                 + (f" (item {item['id']!r})" if isinstance(item.get("id"), str) else "")
             )
+    return item
 
 
 _JSON_NAMES = {str: "string", dict: "object"}

@@ -139,7 +139,7 @@ def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
         raise InputError(
             f"{source}: columns {', '.join(map(repr, repeated))} appear more than once"
         )
-    columns = {
+    columns: dict[str, list[Any] | None] = {
         field.name: _column_values(table, field, source)
         if field.name in table.column_names
         else None
@@ -147,7 +147,7 @@ def rows_from_table(table: pa.Table, source: str = "<table>") -> list[LockRow]:
     }
     rows = []
     for index in range(table.num_rows):
-        values = {
+        values: dict[str, Any] = {
             name: (None if column is None else column[index]) for name, column in columns.items()
         }
         for name in ("item_id", "asset_key"):
@@ -206,7 +206,7 @@ def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
             raise InputError(
                 f"{source}: column {field.name!r} has type {column.type}, expected {field.type}"
             ) from None
-    return column.to_pylist()
+    return list(column.to_pylist())
 
 
 def _unsigned(row: LockRow) -> LockRow:

@@ -142,7 +142,7 @@ def kept_alternates(paths: OutputPaths, kept: Sequence[KeptTarget]) -> list[Alte
 def write_enriched(
     paths: OutputPaths,
     items_path: Path,
-    locks: dict[str, list[LockRow]],
+    locks: Mapping[str, Sequence[LockRow]],
     alternates: Sequence[Alternate],
     promotions: Sequence[Promotion],
     *,

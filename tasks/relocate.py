@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash
@@ -303,17 +302,17 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
 
 
-def _backoff(policy: CopyPolicy) -> Any:
+def _backoff(policy: CopyPolicy) -> Callable[[RetryCallState], float]:
     """A server's Retry-After, else exponential from `initial_backoff` with jitter in proportion
     (tenacity's fixed 1 s jitter would swamp a short initial backoff)."""
 
-    def wait(state: Any) -> float:
-        error = state.outcome.exception()
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
         if isinstance(error, AssetError) and error.retry_after is not None:
             return min(error.retry_after, policy.max_backoff)
         initial = policy.initial_backoff
         jitter = random.uniform(0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(initial * 2 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
+        return min(initial * 2.0 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
 
     return wait
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Move
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import Facts, StoreRef, capabilities, open_store
+from stacflow.tasks.stores import Facts, Store, StoreRef, capabilities, open_store
+from stacflow.tasks.stores.object_store import ObjectStore
 from stacflow.tasks.verified import verified_copy
-
-if TYPE_CHECKING:
-    from stacflow.tasks.stores.object_store import ObjectStore
 
 PLANNED = "to-copy"
 
@@ -84,8 +81,9 @@ def with_listings(moves: Sequence[Move]) -> list[Move]:
     ]
 
 
-def _bounded_listing(store: ObjectStore, keys: set[str]) -> dict[str, Facts] | None:
+def _bounded_listing(store: Store, keys: set[str]) -> dict[str, Facts] | None:
     """The facts of `keys` found under the store's root; None if the root holds too much."""
+    assert isinstance(store, ObjectStore), "only object stores declare the listing capability"
     limit = LIST_PER_KEY * len(keys) + LIST_PAGE
     found: dict[str, Facts] = {}
     for seen, (path, facts) in enumerate(store.listing(), start=1):

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import io
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from stacflow.tasks.stores.base import (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _load_syncfs() -> ctypes._CFuncPtr | None:
+def _load_syncfs() -> Callable[[int], int] | None:
     """Linux's syncfs(2): flush one file system, not every mounted one as sync(2) does."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).syncfs
@@ -165,7 +166,7 @@ class FolderStore:
 
 
 class _FileReader:
-    def __init__(self, handle: object, chunk_size: int) -> None:
+    def __init__(self, handle: io.FileIO, chunk_size: int) -> None:
         self._handle = handle
         self._chunk_size = chunk_size
         self.facts = stat_facts(os.fstat(handle.fileno()))
@@ -177,7 +178,7 @@ class _FileReader:
 
 
 class _FileWriter:
-    def __init__(self, handle: object) -> None:
+    def __init__(self, handle: io.FileIO) -> None:
         self._handle = handle
 
     def write(self, chunk: Chunk) -> None:

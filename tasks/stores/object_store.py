@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import obstore
@@ -32,6 +32,10 @@ from stacflow.tasks.access import Access
 from stacflow.tasks.buffers import MAX_READ
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
 from stacflow.tasks.stores.base import Chunk, Facts, StoreRef, iso
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta
+    from obstore.store import ClientConfig, RetryConfig
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 PART_CONCURRENCY = 2
@@ -175,13 +179,13 @@ def unreachable(endpoint: str | None, timeout: float) -> str | None:
         return f"cannot connect ({exc.strerror or exc.__class__.__name__})"
 
 
-def _facts(meta: dict[str, Any]) -> Facts:
+def _facts(meta: ObjectMeta) -> Facts:
     return Facts(
         size=meta["size"], etag=meta.get("e_tag"), last_modified=iso(meta["last_modified"])
     )
 
 
-def client_options(access: Access) -> dict[str, Any]:
+def client_options(access: Access) -> ClientConfig:
     return {
         "allow_http": access.allow_http,
         "timeout": access.timeout,
@@ -189,7 +193,7 @@ def client_options(access: Access) -> dict[str, Any]:
     }
 
 
-RETRY_CONFIG = {
+RETRY_CONFIG: RetryConfig = {
     "max_retries": 2,
     "backoff": {
         "init_backoff": timedelta(milliseconds=100),

@@ -134,7 +134,8 @@ def _request(
     request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.read()
+            body: bytes = response.read()
+            return body
     except urllib.error.URLError as error:
         log.warning("S3 %s %s failed: %s", method, redact(url), redact(str(error)))
         return b"<ListMultipartUploadsResult/>"
