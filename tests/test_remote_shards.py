@@ -9,16 +9,20 @@ single run leaves it, and a shard whose worker was killed is made up for by a re
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from prefect.client.schemas.objects import StateType
 
+from stacflow.tasks.items import items_from_table, read_items_table
 from stacflow.tasks.report import read_report
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
 from tests.servers import s3
@@ -71,6 +75,21 @@ def _folder(root: Path, package: Path, text: str) -> Path:
     return root
 
 
+def _hosts(tmp_path: Path, package: Path, spec: str) -> dict[str, Path]:
+    """The parent's and two workers' folders; the pool, and relocate-shard deployed on it."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
+
+    folders = {
+        name: _folder(tmp_path / name, package, spec) for name in ("parent", "worker-a", "worker-b")
+    }
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
+    _deploy_shards_to(folders["worker-a"])
+    (tmp_path / "logs").mkdir()
+    return folders
+
+
 def _start_worker(folder: Path, name: str, logs: Path) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}
     with (logs / f"{name}.log").open("wb") as out:
@@ -102,14 +121,14 @@ def _deploy_shards_to(folder: Path) -> None:
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
 
-def _wait_for_workers(count: int, timeout_s: float = 90) -> None:
+def _wait_for_workers(names: set[str], timeout_s: float = 90) -> None:
     from prefect import get_client  # noqa: PLC0415
 
-    deadline = time.monotonic() + timeout_s
-    with get_client(sync_client=True) as client:
-        while len(client.read_workers_for_work_pool(POOL)) < count:
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.25)
+    def polling() -> bool:
+        with get_client(sync_client=True) as client:
+            return names <= {w.name for w in client.read_workers_for_work_pool(POOL)}
+
+    _wait(polling, f"workers {sorted(names)} to poll", timeout_s)
 
 
 def _outputs(endpoint: str, bucket: str, prefix: str) -> dict[str, bytes]:
@@ -136,60 +155,134 @@ def _report_rows(data: bytes, tmp_path: Path) -> list[tuple]:
     )
 
 
-def test_two_workers_with_no_shared_disk_relocate_into_what_one_run_writes(
-    api, origin, moto_endpoint, s3_bucket, tmp_path, monkeypatch, capsys
-):
-    from prefect import get_client  # noqa: PLC0415
-    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
+def _items(data: bytes, tmp_path: Path, bucket: str) -> list[dict]:
+    path = tmp_path / "items.parquet"
+    path.write_bytes(data)
+    text = json.dumps(items_from_table(read_items_table(path)), sort_keys=True, default=str)
+    return json.loads(text.replace(bucket, "<bucket>"))
 
-    from stacflow.flows.cli import main  # noqa: PLC0415
-    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
+
+def _shard_runs(state: StateType) -> list:
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["relocate-shard"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state]))
+            ),
+        )
+
+
+def _sharded_run(folder: Path) -> subprocess.Popen[str]:
+    """`stacflow run spec.yaml --shards 2`, as typed in `folder`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stacflow.flows.cli", "run", "spec.yaml", "--shards", "2"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait(condition: Callable[[], object], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_runs_outputs(
+    api, origin, moto_endpoint, s3_bucket, tmp_path, monkeypatch
+):
+    """Run 1: one shard's worker is killed while an asset stalls (the server marks its flow run
+    crashed, as it would a lost pod); the parent fails naming it. Run 2, on fresh workers, copies
+    only what the killed shard had not journaled; the bucket then holds what one run writes."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.states import Crashed  # noqa: PLC0415
 
     origin.last_modified = LAST_MODIFIED_HTTP
     package = make_package(tmp_path / "package", origin.root, ASSETS)
-    sharded = _spec_text(origin.url, moto_endpoint, s3_bucket, "runs/sharded")
-    folders = {
-        name: _folder(tmp_path / name, package, sharded)
-        for name in ("parent", "worker-a", "worker-b")
-    }
-    single = _folder(
-        tmp_path / "single",
-        package,
-        sharded.replace("runs/sharded", "runs/single").replace("prefix: assets", "prefix: one"),
-    )
-    assert relocate_package(spec_path=str(single / "spec.yaml"))["ok"]
-
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
+    sharded = _spec_text(origin.url, moto_endpoint, s3_bucket, "runs/demo")
+    folders = _hosts(tmp_path, package, sharded)
     logs = tmp_path / "logs"
-    logs.mkdir()
+    monkeypatch.chdir(folders["parent"])
+    stalled = "/5/data.bin"
+    origin.stall(stalled, 300, method="GET")
+
     workers = [_start_worker(folders[n], n, logs) for n in ("worker-a", "worker-b")]
     try:
-        _deploy_shards_to(folders["worker-a"])
-        _wait_for_workers(2)
-        monkeypatch.chdir(folders["parent"])
-        capsys.readouterr()
-        code = main(["run", "spec.yaml", "--shards", "2"])
-        out = capsys.readouterr().out
-        assert code == 0, out + "".join(p.read_text() for p in logs.glob("*.log"))
+        _wait_for_workers({"worker-a", "worker-b"})
+        first = _sharded_run(folders["parent"])
+        _wait(lambda: origin.count("GET", stalled), "the stalled copy to start")
+        _wait(lambda: _shard_runs(StateType.COMPLETED), "the other shard to end")
+        [killed] = _shard_runs(StateType.RUNNING)
     finally:
         for worker in workers:
             _stop(worker)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(killed.id, Crashed(message="worker killed"), force=True)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 1, out
+    assert f"shard {killed.parameters['shard']['index']} (Crashed) left no report" in out
+    after_kill = _outputs(moto_endpoint, s3_bucket, "runs/demo/")
+    journaled = {r[:2] for r in _lock_rows(after_kill["mirror.assets.lock.parquet"], "")}
+    assert ("item-5", "data") not in journaled
+    # The killed shard's copies that were verified before the kill are on record.
+    assert len(journaled) >= len(ASSETS) - 2, journaled
 
-    assert "relocate → mirror" in out
-    got = _outputs(moto_endpoint, s3_bucket, "runs/sharded/")
-    want = _outputs(moto_endpoint, s3_bucket, "runs/single/")
-    assert _lock_rows(got["mirror.assets.lock.parquet"], "assets/") == _lock_rows(
-        want["mirror.assets.lock.parquet"], "one/"
-    )
-    assert len(_lock_rows(got["mirror.assets.lock.parquet"], "")) == len(ASSETS)
-    assert _report_rows(got["report.parquet"], tmp_path) == _report_rows(
-        want["report.parquet"], tmp_path
-    )
+    origin.clear()
+    workers = [_start_worker(folders[n], f"{n}-again", logs) for n in ("worker-a", "worker-b")]
+    try:
+        _wait_for_workers({"worker-a-again", "worker-b-again"})
+        rerun = _sharded_run(folders["parent"])
+        out, _ = rerun.communicate(timeout=300)
+    finally:
+        for worker in workers:
+            _stop(worker)
+    assert rerun.returncode == 0, out
+    got = _outputs(moto_endpoint, s3_bucket, "runs/demo/")
+    copied = {
+        r[2:4]
+        for r in _report_rows(got["report.parquet"], tmp_path)
+        if r[0] == "relocate" and r[4] == "copied"
+    }
+    assert copied == set(ASSETS) - journaled
+
+    _assert_as_one_run_leaves(got, tmp_path, package, sharded, (moto_endpoint, s3_bucket))
     assert not [k for k in got if "/shards/" in k or ".records.d/" in k]
-    # Nothing of the run landed in the workers' or the parent's folders: they share no disk.
+    with get_client(sync_client=True) as client:  # its process died with its worker
+        assert client.read_flow_run(killed.id).state.is_crashed()
+    # Nothing of either run landed in the workers' or the parent's folders.
     for folder in folders.values():
-        assert sorted(p.name for p in folder.iterdir()) in (
-            ["pkg", "spec.yaml"],
-            ["pkg", "prefect.yaml", "spec.yaml"],
-        )
+        assert {p.name for p in folder.iterdir()} <= {"pkg", "spec.yaml", "prefect.yaml"}
+
+
+def _assert_as_one_run_leaves(
+    got: dict[str, bytes], tmp_path: Path, package: Path, spec: str, bucket: tuple[str, str]
+) -> None:
+    """One run, into a bucket of its own, leaves the same lock, items and report."""
+    from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
+
+    endpoint, sharded_bucket = bucket
+    single_bucket = f"{sharded_bucket}-one"
+    s3.create_bucket(endpoint, single_bucket)
+    spec = spec.replace(f"bucket: {sharded_bucket}", f"bucket: {single_bucket}")
+    single = _folder(tmp_path / "single", package, spec)
+    assert relocate_package(spec_path=str(single / "spec.yaml"))["ok"]
+    want = _outputs(endpoint, single_bucket, "runs/demo/")
+    assert _lock_rows(got["mirror.assets.lock.parquet"], "") == _lock_rows(
+        want["mirror.assets.lock.parquet"], ""
+    )
+    assert _items(got["items.parquet"], tmp_path, sharded_bucket) == _items(
+        want["items.parquet"], tmp_path, single_bucket
+    )
+    done = {r[:4] for r in _report_rows(got["report.parquet"], tmp_path)}
+    assert done == {r[:4] for r in _report_rows(want["report.parquet"], tmp_path)}
