@@ -25,7 +25,7 @@ from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.stores.object_store import ObjectStore
 
-Role = Literal["run", "shard", "read"]
+Role = Literal["run", "write", "shard", "read"]
 _OPEN: dict[StoreRef, list[WorkingCopy]] = {}
 """The working copies this process has open, per outputs bucket (innermost last)."""
 
@@ -103,8 +103,9 @@ def journal_place(spec_path: Path, spec: Spec, target: str) -> Path | Mirrored:
 
 @contextmanager
 def outputs_workspace(spec_path: Path, spec: Spec, role: Role) -> Iterator[Workspace]:
-    """The outputs, open for a run, a shard or reading; a run's working copy is pushed when it
-    ends, whether it succeeded or failed (only files it wrote go up, each atomically)."""
+    """The outputs, open for a run (locked; its journals compacted), for writing beside runs
+    (validation lines), for a shard or for reading. A run's or a writer's working copy is pushed
+    when it ends, whether it succeeded or failed (only files it wrote go up, each atomically)."""
     ref = outputs_store(spec_path, spec)
     if ref is None:
         folder = outputs_folder(spec_path, spec)
@@ -125,8 +126,8 @@ def outputs_workspace(spec_path: Path, spec: Spec, role: Role) -> Iterator[Works
                 yield Workspace(scratch, killed, copy)
             finally:
                 _OPEN[ref].remove(copy)
-                if role == "run":
-                    copy.push()
+                if role in {"run", "write"}:
+                    copy.push(compact=role == "run")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

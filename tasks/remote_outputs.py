@@ -98,15 +98,18 @@ class WorkingCopy:
             if key.startswith(under):
                 obstore.delete(self.store.store, key)
 
-    def push(self) -> list[str]:
-        """Upload what this run wrote, in `PUSH_ORDER`; then drop the merged segments, now that
-        the journals that hold their records are up. Returns the keys written."""
+    def push(self, *, compact: bool = True) -> list[str]:
+        """Upload what this run wrote, in `PUSH_ORDER`. `compact` (only under the run lock):
+        then drop the merged segments, now that the journals that hold their records are up.
+        Returns the keys written."""
         stamps = self._stamps()
         changed = [key for key, stamp in stamps.items() if self.pulled.get(key) != stamp]
         changed.sort(key=_push_rank)
         for key in changed:
             self._upload(key)
         self.pulled.update(stamps)
+        if not compact:
+            return changed
         for key in sorted(self.merged):
             obstore.delete(self.store.store, key)
         self.merged.clear()

@@ -14,6 +14,7 @@ import pytest
 
 from stacflow.flows.inputs import load_spec
 from stacflow.flows.relocate import relocate_package
+from stacflow.flows.validate import validate_package
 from stacflow.flows.workspace import journal_place, outputs_workspace
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.remote_outputs import open_journal
@@ -112,6 +113,12 @@ def test_a_run_writes_every_output_into_the_bucket(
     again = relocate_package(spec_path=str(remote_spec))
     assert again["ok"], again["text"]
     assert again["copied_bytes"] == 0
+
+    # `stacflow check` (validate-package) writes its lines and report into the bucket too.
+    s3.client(moto_endpoint).delete_object(Bucket=s3_bucket, Key="runs/demo/validation/https.jsonl")
+    assert validate_package(spec_path=str(remote_spec))["ok"]
+    checked = _objects(moto_endpoint, s3_bucket, "runs/demo/")
+    assert {"validation/https.jsonl", "validation/report.parquet"} <= set(checked)
     assert _rows(
         _objects(moto_endpoint, s3_bucket, "runs/demo/")["mirror.assets.lock.parquet"]
     ) == (rows)
