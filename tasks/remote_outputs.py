@@ -81,6 +81,8 @@ class WorkingCopy:
         for journal in journals | set(segments):
             self._merge(journal, segments.get(journal, []), compacted=journal in journals)
         self.pulled.update(self._stamps())
+        for journal in segments:  # the bucket holds it only in pieces: it goes up whole
+            self.pulled.pop(journal, None)
 
     def refresh_journals(self) -> None:
         """Merge again what every writer (shards on other hosts) has journaled since the pull."""

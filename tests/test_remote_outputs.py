@@ -214,3 +214,24 @@ def test_a_shard_reads_the_lock_its_parent_derived_instead_of_deriving_it(tmp_pa
     assert inputs.lock == read_lock(tmp_path / "out" / "package" / "assets.lock.parquet")
     assert [(r.item_id, r.asset_key, r.size_bytes) for r in inputs.lock] == [("item-a", "data", 7)]
     assert inputs.items_path == tmp_path / "out" / "package" / "items.parquet"
+
+
+def test_a_journal_held_only_in_segments_goes_up_whole_before_they_are_dropped(
+    moto_endpoint, s3_bucket, tmp_path
+):
+    """Compaction may leave the merged file byte for byte as it was (atomic writes then skip
+    it): the journal must still be uploaded before its segments are deleted."""
+    from stacflow.tasks.access import Access  # noqa: PLC0415
+    from stacflow.tasks.remote_outputs import WorkingCopy  # noqa: PLC0415
+    from stacflow.tasks.stores.base import StoreRef  # noqa: PLC0415
+    from stacflow.tasks.stores.s3 import S3Bucket  # noqa: PLC0415
+
+    line = b'{"a":1}\n'
+    key = "runs/.stacflow/t.records.d/0001-x.jsonl"
+    s3.put_object(moto_endpoint, s3_bucket, key, line)
+    access = Access(endpoint=moto_endpoint, allow_http=True)
+    copy = WorkingCopy(S3Bucket(StoreRef("s3", s3_bucket, "runs", access)), tmp_path)
+    copy.pull()
+    assert (tmp_path / ".stacflow" / "t.records.jsonl").read_bytes() == line
+    copy.push()  # nothing was written locally
+    assert _objects(moto_endpoint, s3_bucket, "runs/") == {".stacflow/t.records.jsonl": line}
