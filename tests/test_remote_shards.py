@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -192,6 +193,12 @@ def _sharded_run(folder: Path) -> subprocess.Popen[str]:
     )
 
 
+def _stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the workers at once: each may take its 10 s SIGTERM grace."""
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(_stop, workers))
+
+
 def _wait(condition: Callable[[], object], what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -199,6 +206,7 @@ def _wait(condition: Callable[[], object], what: str, timeout_s: float = 120) ->
         time.sleep(0.5)
 
 
+@pytest.mark.timeout(480)  # three runs, four workers started: ~220 s on 2 busy cores
 def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_runs_outputs(
     api, origin, moto_endpoint, s3_bucket, tmp_path, monkeypatch
 ):
@@ -225,8 +233,7 @@ def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_ru
         _wait(lambda: _shard_runs(StateType.COMPLETED), "the other shard to end")
         [killed] = _shard_runs(StateType.RUNNING)
     finally:
-        for worker in workers:
-            _stop(worker)
+        _stop_all(workers)
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(killed.id, Crashed(message="worker killed"), force=True)
     out, _ = first.communicate(timeout=120)
@@ -245,8 +252,7 @@ def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_ru
         rerun = _sharded_run(folders["parent"])
         out, _ = rerun.communicate(timeout=300)
     finally:
-        for worker in workers:
-            _stop(worker)
+        _stop_all(workers)
     assert rerun.returncode == 0, out
     got = _outputs(moto_endpoint, s3_bucket, "runs/demo/")
     copied = {
