@@ -70,15 +70,26 @@ def test_a_killed_runs_lock_is_taken_over_once_its_lease_runs_out(bucket: S3Buck
     assert read(bucket).body["state"] == "free"
 
 
-def test_a_lease_is_renewed_while_the_run_lasts(bucket: S3Bucket) -> None:
-    with run_lease(bucket, length=timedelta(seconds=1)) as killed:
-        assert killed is False
+def test_a_renewal_keeps_the_lease_from_running_out(bucket: S3Bucket) -> None:
+    lease, _ = take(bucket, timedelta(seconds=1))
+    time.sleep(1.5)  # run out: only a renewal makes it live again
+    lease.length = timedelta(minutes=5)
+    lease.renew()
+    assert lease.lost is None
+    with pytest.raises(UsageError, match="another stacflow run"):
+        take(bucket)
+    lease.release()
+
+
+def test_a_held_lease_is_renewed_by_its_heartbeat(bucket: S3Bucket) -> None:
+    with run_lease(bucket, length=timedelta(seconds=1)):
         first = read(bucket)
-        time.sleep(1.5)  # longer than the lease: only renewals keep it
-        with pytest.raises(UsageError, match="another stacflow run"):
-            take(bucket)
-        renewed = read(bucket)
-        assert (renewed.etag, renewed.body["at"]) != (first.etag, first.body["at"])
+        deadline = time.monotonic() + 30
+        while (renewed := read(bucket)).body["at"] == first.body["at"]:
+            assert time.monotonic() < deadline, "no renewal within 30 s"
+            time.sleep(0.1)
+        assert renewed.etag != first.etag
+        assert renewed.body["state"] == "held"
 
 
 def test_a_run_whose_lease_was_taken_over_knows_it_lost_it(bucket: S3Bucket) -> None:

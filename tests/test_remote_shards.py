@@ -8,6 +8,7 @@ single run leaves it, and a shard whose worker was killed is made up for by a re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -31,6 +32,7 @@ from tests.servers.prefect_harness import _stop
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "stacflow-apart"
+SHARD = "relocate-shard/relocate-shard"
 PREFECT = [sys.executable, "-m", "prefect"]
 ASSETS = {
     (f"item-{i}", asset): (f"{i}/{asset}.bin", os.urandom(20_000 + 1_000 * i))
@@ -111,6 +113,12 @@ def _deploy_shards_to(folder: Path) -> None:
         .read_text()
         .replace("name: stacflow\n    job", f"name: {POOL}\n    job")
     )
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
+
+    # Another module's, on another pool, would stay in place.
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+        client.delete_deployment(client.read_deployment_by_name(SHARD).id)
     deployed = subprocess.run(
         [*PREFECT, "--no-prompt", "deploy", "--name", "relocate-shard"],
         cwd=folder,
@@ -120,6 +128,8 @@ def _deploy_shards_to(folder: Path) -> None:
         timeout=120,
     )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name(SHARD).work_pool_name == POOL
 
 
 def _wait_for_workers(names: set[str], timeout_s: float = 90) -> None:
@@ -174,12 +184,13 @@ def _shard_runs(state: StateType) -> list:
     )
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
+        runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["relocate-shard"])),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state]))
             ),
         )
+    return [r for r in runs if r.parameters.get("spec_path") == "spec.yaml"]  # this test's
 
 
 def _sharded_run(folder: Path) -> subprocess.Popen[str]:
