@@ -31,12 +31,13 @@ from stacflow.flows.selection import (
     under,
 )
 from stacflow.flows.spec import Source, Spec
-from stacflow.tasks.errors import InputError, PlanConflict
+from stacflow.tasks.errors import Conflict, InputError, PlanConflict
 from stacflow.tasks.locations import Location
 from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check, Leg, Move, Record
 from stacflow.tasks.owners import owner_id
 from stacflow.tasks.relocate import CopyPolicy
+from stacflow.tasks.retry import RetryPolicy
 from stacflow.tasks.stores import Endpoint, StoreRef, backend_for, capabilities
 
 
@@ -84,7 +85,8 @@ class Plan:
     """Locked assets this run leaves alone, each with its reason."""
     without_item: tuple[str, ...] = field(default=())
     """`item/asset` of relocated assets whose Item the items table lacks: no alternate for them."""
-    conflicts: tuple[str, ...] = field(default=())
+    conflicts: tuple[Conflict, ...] = field(default=())
+    """Why the plan refuses to run; each names the target it concerns, if any, as data."""
     planned_locks: dict[str, tuple[LockRow, ...]] = field(default_factory=dict)
     """The lock of each planned source (`sources.<name>.plan`), as stacpkg's dry run plans it."""
     lock_alternates: tuple[LockAlternate, ...] = field(default=())
@@ -220,7 +222,7 @@ def compile_plan(
             for m in moves
             if inputs.items_path is not None and m.source.item_id not in inputs.collections
         ),
-        conflicts=tuple(conflicts),
+        conflicts=tuple(c if isinstance(c, Conflict) else Conflict(c) for c in conflicts),
         planned_locks={name: tuple(rows) for name, rows in planned.items()},
         lock_alternates=tuple(
             LockAlternate(
@@ -347,13 +349,20 @@ def plan_moves(
                 )
                 fits_store(target.store, path)
             except ValueError as error:
-                conflicts.append(f"target {target.name}: {row.item_id}/{row.asset_key}: {error}")
+                conflicts.append(
+                    Conflict(
+                        f"target {target.name}: {row.item_id}/{row.asset_key}: {error}", target.name
+                    )
+                )
                 continue
             owner = claimed[target.name].setdefault(path, key)
             if owner != key:
                 conflicts.append(
-                    f"target {target.name}: {owner[0]}/{owner[1]} and {row.item_id}/"
-                    f"{row.asset_key} both map to {shown_key(target.store, path)}"
+                    Conflict(
+                        f"target {target.name}: {owner[0]}/{owner[1]} and {row.item_id}/"
+                        f"{row.asset_key} both map to {shown_key(target.store, path)}",
+                        target.name,
+                    )
                 )
                 continue
             location = target_location(target.store, path)
@@ -390,7 +399,10 @@ def plan_moves(
         )
     for target in targets:
         conflicts.extend(
-            nesting_conflicts(f"target {target.name}", target.store, claimed[target.name])
+            Conflict(problem, target.name)
+            for problem in nesting_conflicts(
+                f"target {target.name}", target.store, claimed[target.name]
+            )
         )
     return tuple(moves), conflicts
 
@@ -458,14 +470,24 @@ def copy_policy(spec: Spec, targets: Sequence[TargetPlan]) -> CopyPolicy:
     options = spec.relocate
     buffers = max((capabilities(t.store).buffers_per_asset for t in targets), default=2)
     affordable = max(1, options.memory_limit // (buffers * options.chunk_size))
+    retry = retry_policy(spec)
     return CopyPolicy(
         workers=min(options.max_workers, affordable),
-        attempts=options.retry.attempts,
-        initial_backoff=options.retry.initial_backoff.total_seconds(),
-        max_backoff=options.retry.max_backoff.total_seconds(),
+        attempts=retry.attempts,
+        initial_backoff=retry.initial_backoff,
+        max_backoff=retry.max_backoff,
         on_drift=options.on_drift,
         fail_fast=options.fail_fast,
         verify=options.verify,
+    )
+
+
+def retry_policy(spec: Spec) -> RetryPolicy:
+    """The spec's one retry policy (`relocate.retry`), for every request of a run: copies,
+    derives, surveys and validation."""
+    retry = spec.relocate.retry
+    return RetryPolicy(
+        retry.attempts, retry.initial_backoff.total_seconds(), retry.max_backoff.total_seconds()
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacflow.flows.compile import Plan, compile_plan, derive_checks
+from stacflow.flows.compile import Plan, compile_plan, derive_checks, retry_policy
 from stacflow.flows.inputs import (
     Inputs,
     load_inputs,
@@ -164,7 +164,7 @@ def plan_report(
     owner = Owner.of(spec.name, inputs.outputs_id)
     owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
     plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
-    report = _report(plan, survey(plan.moves, plan.policy.workers))
+    report = _report(plan, survey(plan.moves, plan.policy.workers, plan.policy.retry))
     if write_locks is not None and not plan.conflicts:
         report.notes += [f"planned lock: {path}" for path in write_planned_locks(plan, write_locks)]
     return report, bool(plan.conflicts)
@@ -177,7 +177,12 @@ def _inputs(spec_path: Path, spec: Spec) -> Inputs:
     stac = spec_path.parent / spec.stac
     items = read_item_dicts(stac)
     rows = locate_assets(items, base=stac.parent, metadata_assets=spec.select.metadata_assets)
-    derived = derive_facts(derive_checks(spec, rows, spec_path.parent), spec.relocate_source)
+    derived = derive_facts(
+        derive_checks(spec, rows, spec_path.parent),
+        spec.relocate_source,
+        spec.relocate.max_workers,
+        retry_policy(spec),
+    )
     return load_inputs(
         spec_path, spec, lock=[d.row for d in derived if d.row is not None], items=None
     )
@@ -195,9 +200,8 @@ def _report(plan: Plan, rows: Sequence[Any]) -> PlanReport:
             cell[0] += 1
             cell[1] += row.bytes
     for conflict in plan.conflicts:
-        for name, c in counts.items():
-            if conflict.startswith(f"target {name}:"):
-                c.conflicts.append(conflict)
+        if conflict.target in counts:
+            counts[conflict.target].conflicts.append(conflict)
     return PlanReport(
         plan.name,
         plan.source,

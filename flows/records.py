@@ -105,13 +105,16 @@ def refute_invalid_copies(
     plan: Plan, outputs: Path, validated: Mapping[str, list[Validated]]
 ) -> list[str]:
     """A copy that failed validation is never trusted again: it is remembered beside its
-    target's journal, so the next run copies it again. Returns the remedy, said once."""
+    target's journal, so the next run copies it again. Returns the remedy, said once.
+
+    Not when the store failed to answer (transient, after every try): that says nothing
+    about the copy, and the next validation looks again."""
     found = 0
     for target in plan.targets:
         invalid = [
             (result.row, result.outcome.message or "invalid")
             for result in validated.get(target.name, [])
-            if result.outcome.failed
+            if result.outcome.failed and result.outcome.error_class != ErrorClass.TRANSIENT
         ]
         found += refute(journal_path(outputs, target.name), invalid)
     if not found:

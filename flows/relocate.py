@@ -17,8 +17,16 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from stacflow.flows.compile import Plan, batches, compile_plan, derive_checks, target_checks
+from stacflow.flows.compile import (
+    Plan,
+    batches,
+    compile_plan,
+    derive_checks,
+    retry_policy,
+    target_checks,
+)
 from stacflow.flows.inputs import Inputs, load_inputs, load_spec, previous_records
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.records import (
     left_alone,
     record_relocations,
@@ -33,6 +41,7 @@ from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
 from stacflow.tasks.errors import RunFailed
+from stacflow.tasks.headline import failed_assets_line
 from stacflow.tasks.items import Alternate, read_item_dicts
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
@@ -47,6 +56,7 @@ from stacflow.tasks.outputs import (
 )
 from stacflow.tasks.owners import Owner
 from stacflow.tasks.prefect_tasks import (
+    assets_failed_task,
     claim_targets_task,
     derive_batch_task,
     enrich_task,
@@ -54,6 +64,7 @@ from stacflow.tasks.prefect_tasks import (
     list_targets_task,
     relocate_batch_task,
     survey_task,
+    sweep_leftovers_task,
     validate_batch_task,
 )
 from stacflow.tasks.relocate import Moved
@@ -63,6 +74,9 @@ from stacflow.tasks.summary import Summary
 from stacflow.tasks.validate import Validated
 
 BATCHES_IN_FLIGHT = 2
+RUN_TIMEOUT_S = 24 * 3600
+"""A relocation that runs a day is stuck, not slow: it ends TimedOut and the next run resumes
+from the journals instead of a worker slot being held for ever."""
 # A validation row costs a HEAD, a copy a GET and a write: fewer, larger task runs for it.
 VALIDATION_BATCH_FACTOR = 4
 
@@ -93,6 +107,8 @@ class RunOverrides(BaseModel):
 
 @flow(
     name="relocate-package",
+    flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="Relocate a package's locked assets into every target, enrich the items with "
     "the new alternates, and validate the remote and relocated locks.",
     # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
@@ -119,13 +135,13 @@ def relocate_package(
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets, claim=not dry_run)
         if dry_run:
-            planned = survey_task(Opaque(plan.moves), plan.policy.workers)
+            planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
             outcomes = [*derived, *planned, *left_alone(plan)]
             return finish_run(plan, inputs, outcomes, started, dry_run=True)
-        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=outputs.killed)
+        moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=outputs.killed)
         outputs.refresh_journals()
         outcomes = [*derived, *(m.outcome for m in moved)]
-        return settle_run(plan, inputs, outcomes, started, byte_phase_s)
+        return settle_run(plan, inputs, outcomes, started, byte_phase_s, notes=notes)
 
 
 def apply_overrides(spec: Spec, overrides: RunOverrides | None) -> Spec:
@@ -147,7 +163,9 @@ def gather_inputs(spec_path: Path, spec: Spec) -> tuple[Inputs, list[Outcome]]:
     derived = [
         result
         for future in [
-            derive_batch_task.submit(Opaque(batch), spec.relocate_source)
+            derive_batch_task.submit(
+                Opaque(batch), spec.relocate_source, spec.relocate.max_workers, retry_policy(spec)
+            )
             for batch in _chunks(checks, spec.relocate.batch.assets)
         ]
         for result in future.result()
@@ -189,16 +207,20 @@ def prepare_plan(
     return plan
 
 
-def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[list[Moved], float]:
+def relocate_assets(
+    plan: Plan, inputs: Inputs, *, sweep: bool = True
+) -> tuple[list[Moved], float, list[str]]:
     """One task run per batch; concurrency inside each batch, bounded by the memory budget.
 
     The plan stays as compiled: what the run learns (a listing of each target; `sweep`, from
-    the run lock: whether a killed run left debris to look for) travels beside it.
+    the run lock: whether a killed run left debris to look for) travels beside it. Returns the
+    outcomes, the byte phase's seconds, and what the sweep could not do (summary notes).
     """
     if not plan.targets or not plan.moves:
-        return [], 0.0
+        return [], 0.0, []
     journals = {t.name: journal_place(inputs.spec_path, inputs.spec, t.name) for t in plan.targets}
-    policy = dataclasses.replace(plan.policy, sweep=sweep)
+    notes = sweep_leftovers_task(Opaque(plan.moves)) if sweep else []
+    policy = dataclasses.replace(plan.policy, sweep=False)
     started = time.monotonic()
     moves = plan.moves
     if any(capabilities(t.store).listing for t in plan.targets):
@@ -215,7 +237,7 @@ def relocate_assets(plan: Plan, inputs: Inputs, *, sweep: bool = True) -> tuple[
             progress.advance([m.outcome for m in results])
     order = {move.key: index for index, move in enumerate(plan.moves)}
     moved.sort(key=lambda m: order[(m.outcome.item_id, m.outcome.asset_key)])
-    return moved, time.monotonic() - started
+    return moved, time.monotonic() - started, notes
 
 
 def settle_run(
@@ -226,6 +248,7 @@ def settle_run(
     byte_phase_s: float,
     *,
     problem: str | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """After the bytes: flush, record, enrich beside validation, report; `problem` fails it."""
     flush_s = flush_targets_task([t.store for t in plan.targets if copied_to(t.name, outcomes)])
@@ -245,6 +268,7 @@ def settle_run(
         byte_phase_s=byte_phase_s,
         flush_s=flush_s,
         files=files,
+        notes=notes,
     )
 
 
@@ -312,7 +336,16 @@ def validate_locks(plan: Plan, locks: dict[str, list[LockRow]]) -> dict[str, lis
         if t.name in plan.validate_targets
     ]
     futures = [
-        (name, validate_batch_task.submit(Opaque(batch), name, checksums=checksums))
+        (
+            name,
+            validate_batch_task.submit(
+                Opaque(batch),
+                name,
+                checksums=checksums,
+                workers=plan.policy.workers,
+                retry=plan.policy.retry,
+            ),
+        )
         for name, checks, checksums in jobs
         for batch in _chunks(checks, plan.batch_assets * VALIDATION_BATCH_FACTOR)
     ]
@@ -335,6 +368,7 @@ def finish_run(
     report: Path | None = None,
     files: Sequence[Path] = (),
     unvalidated: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Report, validation lines, artifacts and the verdict; written even when the run failed.
 
@@ -360,11 +394,12 @@ def finish_run(
         outputs=tuple(str(p) for p in (*files, *written)),
         dry_run=dry_run,
         unvalidated=tuple((unvalidated or {}).items()),
-        notes=(*without_item_note(plan.without_item), *remedies),
+        notes=(*without_item_note(plan.without_item), *remedies, *notes),
         began=started,
     )
     publish_summary(plan.slug, summary, paths.root.as_uri())
     if not summary.ok:
+        assets_failed_task(failed_assets_line(summary), return_state=True)
         raise RunFailed(summary.text(), summary)
     get_run_logger().info("%s", summary.text())
     return run_result(summary, plan)

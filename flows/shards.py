@@ -26,8 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan
 from stacflow.flows.inputs import PACKAGE_ITEMS, PACKAGE_LOCK, Inputs, load_inputs, load_spec
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
+    RUN_TIMEOUT_S,
     RunOverrides,
     apply_overrides,
     gather_inputs,
@@ -74,6 +76,8 @@ class Shard(BaseModel):
 
 @flow(
     name="relocate-shard",
+    flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="One shard of a relocate-in-shards run: copy and journal its assets, write its "
     "outcomes for the parent. Started by relocate-in-shards, not by hand.",
     # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.
@@ -98,7 +102,7 @@ def relocate_shard(
     with outputs_workspace(Path(spec_path), spec, "shard") as outputs:
         inputs = shard_inputs(Path(spec_path), spec)
         plan = shard.of(prepare_plan(inputs, targets))
-        moved, byte_phase_s = relocate_assets(plan, inputs, sweep=shard.sweep)
+        moved, byte_phase_s, _ = relocate_assets(plan, inputs, sweep=shard.sweep)  # logged there
         report = outputs.folder / shard.report
         write_report(report, [m.outcome for m in moved])
         outputs.upload(report)
@@ -138,6 +142,8 @@ def run_shard(deployment: str, parameters: dict[str, Any]) -> str:
 
 @flow(
     name="relocate-in-shards",
+    flow_run_name=run_name_from_spec(),
+    timeout_seconds=RUN_TIMEOUT_S,
     description="Relocate a package through parallel flow runs of the relocate-shard "
     "deployment (one per shard), then merge their locks and reports, enrich and validate.",
     # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.

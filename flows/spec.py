@@ -324,10 +324,15 @@ class Select(_Strict):
 
 
 class Retry(_Strict):
-    """Retries of one asset copy on transient failures (connection errors, timeouts, 429, 5xx)."""
+    """Retries on transient failures (connection errors, timeouts, 429, 5xx): the one policy of
+    every request a run makes (copy, derive, survey, validation); the clients never retry."""
 
     attempts: int = Field(
-        default=DEFAULT_ATTEMPTS, ge=1, le=50, description="Tries per asset, the first included."
+        default=DEFAULT_ATTEMPTS,
+        ge=1,
+        le=50,
+        description="Tries per asset copy, derive HEAD, target look and validated row, the first "
+        "included: a failing object is requested this many times, no more.",
     )
     initial_backoff: Duration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_INITIAL_BACKOFF,
@@ -368,7 +373,11 @@ class Relocate(_Strict):
         default=None, description="The source to copy from (default: the first source)."
     )
     max_workers: int = Field(
-        default=DEFAULT_MAX_WORKERS, ge=1, le=256, description="Assets copied at once, at most."
+        default=DEFAULT_MAX_WORKERS,
+        ge=1,
+        le=256,
+        description="Assets copied at once, at most; also the rows derived, targets surveyed "
+        "and rows validated at once.",
     )
     memory_limit: Size = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_MEMORY_LIMIT,
@@ -382,7 +391,10 @@ class Relocate(_Strict):
         "most 1MiB.",
     )
     batch: Batch = Field(default_factory=Batch, description="Assets per Prefect task run.")
-    retry: Retry = Field(default_factory=Retry, description="Retries on transient failures.")
+    retry: Retry = Field(
+        default_factory=Retry,
+        description="Retries on transient failures, for copy, derive, survey and validation.",
+    )
     on_drift: Literal["refuse", "copy"] = Field(
         default="refuse",
         description="When a source's size, ETag or Last-Modified differs from its lock: refuse "

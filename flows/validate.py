@@ -21,6 +21,7 @@ from stacflow.flows.inputs import (
     previous_records,
     unwritten_locks,
 )
+from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
 from stacflow.flows.verdict import ends_in_verdict
 from stacflow.flows.workspace import outputs_folder, outputs_workspace
@@ -28,9 +29,15 @@ from stacflow.tasks.errors import UsageError
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
 
+VALIDATE_TIMEOUT_S = 3 * 3600
+"""A nightly validation still running after three hours would overlap the day's work: it ends
+TimedOut (and alerts, as a failed run does) rather than hanging."""
+
 
 @flow(
     name="validate-package",
+    flow_run_name=run_name_from_spec(),
+    timeout_seconds=VALIDATE_TIMEOUT_S,
     description="Validate the remote and relocated locks of a package spec (no copying); "
     "fails when any asset drifted or went missing.",
     # Prefect types task_runner as TaskRunner[PrefectFuture], invariantly: its own runners fail it.

@@ -76,28 +76,55 @@ class EnvRef(BaseModel):
 SecretRef = Annotated[EnvRef, BeforeValidator(_refuse_literal_secret)]
 
 
+KEY_SETS: dict[str, tuple[frozenset[str], ...]] = {
+    "an S3 store": (
+        frozenset({"access_key_id", "secret_access_key"}),
+        frozenset({"access_key_id", "secret_access_key", "session_token"}),
+    ),
+    "an Azure container": (frozenset({"account_key"}), frozenset({"sas_token"})),
+    "a GCS bucket": (frozenset({"bearer_token"}), frozenset({"service_account_key"})),
+}
+"""The keys each kind of store signs with: S3's key pair (and session token), an Azure account
+key or SAS token, a GCS OAuth token or service-account key (JSON). One spec may name any set."""
+SECRET_FIELDS = tuple(sorted({name for sets in KEY_SETS.values() for s in sets for name in s}))
+
+
 class Credentials(BaseModel):
     """Where keys come from: named environment variables, or a Prefect Secret block.
 
-    Without credentials, a store uses the standard AWS environment (AWS_ACCESS_KEY_ID, ...).
+    Without credentials, a store uses its standard environment (AWS_ACCESS_KEY_ID, ...; Google
+    application default credentials; AZURE_STORAGE_* variables).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
     access_key_id: SecretRef | None = Field(
-        default=None, description="{env: VAR} naming the access key id's variable."
+        default=None, description="S3: {env: VAR} naming the access key id's variable."
     )
     secret_access_key: SecretRef | None = Field(
-        default=None, description="{env: VAR} naming the secret access key's variable."
+        default=None, description="S3: {env: VAR} naming the secret access key's variable."
     )
     session_token: SecretRef | None = Field(
         default=None,
-        description="{env: VAR} naming the session token's variable (temporary credentials).",
+        description="S3: {env: VAR} naming the session token's variable (temporary credentials).",
+    )
+    account_key: SecretRef | None = Field(
+        default=None, description="Azure: {env: VAR} naming the storage account key's variable."
+    )
+    sas_token: SecretRef | None = Field(
+        default=None, description="Azure: {env: VAR} naming a SAS token's variable."
+    )
+    bearer_token: SecretRef | None = Field(
+        default=None, description="GCS: {env: VAR} naming an OAuth bearer token's variable."
+    )
+    service_account_key: SecretRef | None = Field(
+        default=None,
+        description="GCS: {env: VAR} naming the variable that holds a service-account key (JSON).",
     )
     prefect_secret: str | None = Field(
         default=None,
         pattern=_BLOCK_NAME,
-        description="Name of a Prefect Secret block holding JSON "
-        '{"access_key_id": ..., "secret_access_key": ..., "session_token": ...}.',
+        description="Name of a Prefect Secret block holding a JSON object with the same keys, "
+        'e.g. {"access_key_id": ..., "secret_access_key": ..., "session_token": ...}.',
     )
 
     @field_validator("prefect_secret", mode="before")
@@ -113,17 +140,47 @@ class Credentials(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Credentials:
-        named = [
-            f for f in ("access_key_id", "secret_access_key", "session_token") if getattr(self, f)
-        ]
+        named = self.named()
         if self.prefect_secret and named:
             raise ValueError("give either prefect_secret or {env: VAR} keys, not both")
-        if not self.prefect_secret and not (self.access_key_id and self.secret_access_key):
+        if self.prefect_secret:
+            return self
+        if named & {"access_key_id", "secret_access_key"} and not _complete(
+            named, KEY_SETS["an S3 store"]
+        ):
             raise ValueError(
-                "name both access_key_id and secret_access_key as {env: VAR}, or a "
-                "prefect_secret (leave credentials out to use the standard AWS environment)"
+                "name both access_key_id and secret_access_key as {env: VAR} (and "
+                "session_token, if the keys are temporary), or a prefect_secret"
+            )
+        if not any(_complete(named, sets) for sets in KEY_SETS.values()):
+            raise ValueError(
+                "name one set of keys as {env: VAR}: access_key_id and secret_access_key (S3), "
+                "account_key or sas_token (Azure), bearer_token or service_account_key (GCS); "
+                "or a prefect_secret (leave credentials out to use the store's standard "
+                "environment)"
             )
         return self
+
+    def named(self) -> frozenset[str]:
+        """The keys named as {env: VAR}."""
+        return frozenset(f for f in SECRET_FIELDS if getattr(self, f) is not None)
+
+
+def _complete(named: frozenset[str], sets: tuple[frozenset[str], ...]) -> bool:
+    """Whether `named` is exactly one of a store's key sets."""
+    return named in sets
+
+
+def credentials_for(credentials: Credentials | None, a_store: str) -> Credentials | None:
+    """Refuse keys another kind of store signs with, in the spec, where the field is named."""
+    if credentials is None or credentials.prefect_secret:
+        return credentials
+    if not _complete(credentials.named(), KEY_SETS[a_store]):
+        wanted = " or ".join(dict.fromkeys(" and ".join(sorted(s)) for s in KEY_SETS[a_store]))
+        raise ValueError(
+            f"{a_store} signs with {wanted}; got {', '.join(sorted(credentials.named()))}"
+        )
+    return credentials
 
 
 def _duration(value: Any) -> Any:
@@ -208,12 +265,20 @@ class Access(BaseModel):
         "plain http:// needs allow_http: true.",
     )
     region: str | None = Field(default=None, description="S3 region, e.g. us-east-1.")
+    account: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]{3,24}$",
+        description="Azure storage account (3-24 lowercase letters and digits). Default: the "
+        "one the endpoint names (https://ACCOUNT.blob.core.windows.net, or an emulator's "
+        "http://HOST:PORT/ACCOUNT), else AZURE_STORAGE_ACCOUNT_NAME.",
+    )
     anonymous: bool = Field(default=False, description="Unsigned requests (public buckets).")
     requester_pays: bool = Field(default=False, description="Send x-amz-request-payer.")
     credentials: Credentials | None = Field(
         default=None,
         description="Keys from named environment variables or a Prefect Secret; never the "
-        "keys themselves. Default: the standard AWS environment (AWS_ACCESS_KEY_ID, ...).",
+        "keys themselves. Default: the store's standard environment (AWS_ACCESS_KEY_ID, ...; "
+        "Google application default credentials; AZURE_STORAGE_ACCOUNT_KEY, ...).",
     )
     timeout: PositiveDuration = Field(  # type: ignore[assignment]  # text parsed by validate_default
         default=DEFAULT_TIMEOUT,
@@ -284,6 +349,10 @@ class ResolvedKeys(BaseModel):
     access_key_id: str | None = Field(default=None, repr=False)
     secret_access_key: str | None = Field(default=None, repr=False)
     session_token: str | None = Field(default=None, repr=False)
+    account_key: str | None = Field(default=None, repr=False)
+    sas_token: str | None = Field(default=None, repr=False)
+    bearer_token: str | None = Field(default=None, repr=False)
+    service_account_key: str | None = Field(default=None, repr=False)
 
 
 def resolve_credentials(credentials: Credentials | None) -> ResolvedKeys | None:
@@ -293,7 +362,7 @@ def resolve_credentials(credentials: Credentials | None) -> ResolvedKeys | None:
     if credentials.prefect_secret:
         return _from_prefect_secret(credentials.prefect_secret)
     values: dict[str, str | None] = {}
-    for field in ("access_key_id", "secret_access_key", "session_token"):
+    for field in SECRET_FIELDS:
         ref: EnvRef | None = getattr(credentials, field)
         if ref is None:
             values[field] = None
@@ -314,13 +383,13 @@ def _from_prefect_secret(name: str) -> ResolvedKeys:
     except ValueError as exc:
         raise InputError(f"credentials.prefect_secret: no Secret block named {name!r}") from exc
     data = json.loads(raw) if isinstance(raw, str) else raw
-    if not isinstance(data, dict) or "secret_access_key" not in data:
+    if not isinstance(data, dict) or not any(
+        _complete(frozenset(k for k in SECRET_FIELDS if data.get(k)), sets)
+        for sets in KEY_SETS.values()
+    ):
         raise InputError(
             f"credentials.prefect_secret: Secret block {name!r} must hold a JSON object with "
-            "access_key_id and secret_access_key"
+            "access_key_id and secret_access_key (S3), account_key or sas_token (Azure), or "
+            "bearer_token or service_account_key (GCS)"
         )
-    return ResolvedKeys(
-        access_key_id=data.get("access_key_id"),
-        secret_access_key=data.get("secret_access_key"),
-        session_token=data.get("session_token"),
-    )
+    return ResolvedKeys(**{k: data.get(k) for k in SECRET_FIELDS})

@@ -22,6 +22,7 @@ from prefect.artifacts import (
 )
 
 from stacflow.tasks.errors import scrub
+from stacflow.tasks.headline import headline
 from stacflow.tasks.report import Outcome, Step
 from stacflow.tasks.sizes import format_size
 from stacflow.tasks.summary import Summary, outcome_rows
@@ -34,29 +35,36 @@ def artifact_key(slug: str, what: str) -> str:
 
 
 def publish_summary(slug: str, summary: Summary, outputs_uri: str | None = None) -> None:
+    """Each description is the run's verdict (`FAILED: 3 of 6 assets failed at local`), so the
+    Artifacts page and a key's history read OK or FAILED without opening anything. A dry run
+    publishes under keys of its own: a plan must not become the latest "summary" of a spec."""
+    verdict = headline(summary)
+    summary_key, outcomes_key = (
+        ("plan", "plan-outcomes") if summary.dry_run else ("summary", "outcomes")
+    )
     create_markdown_artifact(
-        key=artifact_key(slug, "summary"),
-        markdown=summary.markdown(),
-        description=scrub(f"stacflow run of {summary.name}"),
+        key=artifact_key(slug, summary_key), markdown=summary.markdown(), description=verdict
     )
     relocate = [o for o in summary.outcomes if o.step != Step.VALIDATE]
     if relocate:
         create_table_artifact(
-            key=artifact_key(slug, "outcomes"),
+            key=artifact_key(slug, outcomes_key),
             table=outcome_rows(relocate, TABLE_ROWS),
-            description=f"Per-asset outcomes, failures first (at most {TABLE_ROWS} rows)",
+            description=f"{verdict} (per asset, failures first, at most {TABLE_ROWS} rows)",
         )
-    publish_validation(slug, [o for o in summary.outcomes if o.step == Step.VALIDATE])
+    if summary.dry_run:
+        return
+    publish_validation(slug, [o for o in summary.outcomes if o.step == Step.VALIDATE], verdict)
     if outputs_uri:
         create_link_artifact(
             key=artifact_key(slug, "outputs"),
             link=outputs_uri,
             link_text=scrub(f"{summary.name} outputs"),
-            description="Relocated locks, enriched items, validation lines and the run report",
+            description=f"{verdict} (relocated locks, enriched items, validation lines, report)",
         )
 
 
-def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
+def publish_validation(slug: str, outcomes: Sequence[Outcome], verdict: str) -> None:
     if outcomes:
         create_table_artifact(
             key=artifact_key(slug, "validation"),
@@ -66,12 +74,12 @@ def publish_validation(slug: str, outcomes: Sequence[Outcome]) -> None:
                     "item_id": row["item_id"],
                     "asset_key": row["asset_key"],
                     "valid": row["outcome"] == "valid",
-                    "checked": row["checked"],
                     "errors": row["error"],
+                    "checked": row["checked"],
                 }
                 for row in outcome_rows(outcomes, TABLE_ROWS)
             ],
-            description=f"Validation results, invalid rows first (at most {TABLE_ROWS} rows)",
+            description=f"{verdict} (validation, invalid rows first, at most {TABLE_ROWS} rows)",
         )
 
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.errors import AssetError, InputError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locations import parse_href
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.stores import open_store
+from stacflow.tasks.retry import RetryPolicy, retrying
+from stacflow.tasks.stores import Facts, Store, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +49,56 @@ def locate_assets(
     return rows
 
 
-def derive_facts(checks: Sequence[Check], name: str, workers: int = 8) -> list[Derived]:
+def derive_facts(
+    checks: Sequence[Check], name: str, workers: int = 8, retry: RetryPolicy | None = None
+) -> list[Derived]:
+    """A HEAD per row, `workers` at once (the spec's `max_workers`), each retried as `retry`
+    (the spec's `relocate.retry`) says."""
+
     def run(check: Check) -> Derived:
         started = time.monotonic()
+        store = open_store(check.store)
+        tries = 0
         try:
-            facts = open_store(check.store).head(check.path)
+            for attempt in retrying(retry or RetryPolicy()):
+                with attempt:
+                    tries += 1
+                    facts = _watched_head(store, check)
         except AssetError as error:
-            return Derived(None, _outcome(check, name, started, error))
+            tries -= isinstance(error, StoreDown)  # that try made no request
+            return Derived(None, _outcome(check, name, started, tries, error))
         row = replace(
             check.row, size_bytes=facts.size, etag=facts.etag, last_modified=facts.last_modified
         )
-        return Derived(row, _outcome(check, name, started))
+        return Derived(row, _outcome(check, name, started, tries))
 
     return fan_out(shared_threads("stacflow-derive", workers), workers, run, checks)
 
 
-def _outcome(check: Check, name: str, started: float, error: AssetError | None = None) -> Outcome:
+def _watched_head(store: Store, check: Check) -> Facts:
+    """A HEAD, unless the store is down (then its rows end at once); the answer goes to its
+    breaker."""
+    if (down := BREAKERS.refusal(check.store, "origin")) is not None:
+        raise down
+    try:
+        facts = store.head(check.path)
+    except AssetError as error:
+        BREAKERS.record(check.store, error)
+        raise
+    BREAKERS.record(check.store, None)
+    return facts
+
+
+def _outcome(
+    check: Check, name: str, started: float, tries: int, error: AssetError | None = None
+) -> Outcome:
     return Outcome(
         item_id=check.row.item_id,
         asset_key=check.row.asset_key,
         store=name,
         step=Step.DERIVE,
         outcome=Result.FAILED if error else Result.DERIVED,
-        attempts=1,
+        attempts=tries,
         duration_s=round(time.monotonic() - started, 6),
         error_class=error.error_class if error else None,
         message=error.message if error else None,

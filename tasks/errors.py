@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from stacflow.tasks.summary import Summary
@@ -57,6 +57,20 @@ class SpecError(UsageError):
 
 class InputError(UsageError):
     """A table or file named by the spec is missing or is not what it should be."""
+
+
+class Conflict(str):
+    """One reason a plan refuses to run: its message, and as data the target it concerns (None
+    for a source, the selection or the plan as a whole), so no reader parses the message for
+    it. A `str`, so it prints, sorts and serialises as the message it is."""
+
+    __slots__ = ("target",)
+    target: str | None
+
+    def __new__(cls, message: str, target: str | None = None) -> Self:
+        conflict = super().__new__(cls, message)
+        conflict.target = target
+        return conflict
 
 
 class PlanConflict(UsageError):

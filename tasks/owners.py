@@ -15,7 +15,7 @@ import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from stacflow.tasks.errors import AssetError, UsageError, scrub
+from stacflow.tasks.errors import AssetError, Conflict, UsageError, scrub
 from stacflow.tasks.stores import StoreRef, capabilities, open_store
 
 OWNER_FILE = ".stacflow-owner"
@@ -40,18 +40,19 @@ def owner_id(outputs: Path | str) -> str:
     return hashlib.sha256(str(outputs).encode()).hexdigest()[:12]
 
 
-def foreign_owner(target: str, store: StoreRef, owner: Owner) -> str | None:
+def foreign_owner(target: str, store: StoreRef, owner: Owner) -> Conflict | None:
     """Why `owner` may not write into this target's root (another spec owns it, or a root
     around it), or None."""
     for root in _roots_around(store):
         found = _read_owner(replace(store, root=root))
         if found is not None and found.get("id") != owner.id:
             where = open_store(replace(store, root=root)).describe(OWNER_FILE)
-            return (
+            return Conflict(
                 f"target {target}: {_described(store)} is written by spec "
                 f"{found.get('name')!r} (outputs {found.get('outputs')}); two specs writing one "
                 "root overwrite each other's copies: give this target a root of its own, or, "
-                f"if that spec no longer writes there, delete {where}"
+                f"if that spec no longer writes there, delete {where}",
+                target,
             )
     return None
 

@@ -2,7 +2,11 @@
 
 They live apart so that the compiler, `stacflow plan` and the CLI's preflight import the plain
 modules without importing Prefect (~1 s); the flows import this module. A wrapper adds only
-what Prefect is for: retries, names and tags, a log line, the live progress.
+what Prefect is for: names and tags, a log line, the live progress. Requests are retried in one
+place only, `tasks/retry.py`, by the spec's policy: the tasks that make requests have no Prefect
+retries (an asset that fails is an outcome; a task that raises has a bug, and rerunning it would
+repeat every request of its batch), except relocate-batch, whose rerun resumes from the journal
+and repeats no verified copy.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
+from prefect.states import Failed
 
 from stacflow.tasks.artifacts import report_progress
 from stacflow.tasks.derive import Derived, derive_facts
@@ -23,9 +29,16 @@ from stacflow.tasks.moves import Check, Move
 from stacflow.tasks.opaque import Opaque
 from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
 from stacflow.tasks.owners import Owner, claim_targets
-from stacflow.tasks.relocate import CopyPolicy, Moved, flush_targets, relocate_batch
+from stacflow.tasks.relocate import (
+    CopyPolicy,
+    Moved,
+    flush_targets,
+    relocate_batch,
+    sweep_leftovers,
+)
 from stacflow.tasks.remote_outputs import Mirrored
 from stacflow.tasks.report import Outcome
+from stacflow.tasks.retry import RetryPolicy
 from stacflow.tasks.stores import StoreRef
 from stacflow.tasks.survey import survey, with_listings
 from stacflow.tasks.validate import Validated, validate_checks
@@ -38,28 +51,22 @@ def claim_targets_task(
     return claim_targets(targets, owner, write=write)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    name="derive-batch",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    tags=["stacflow", "derive"],
-)
+@task(cache_policy=NO_CACHE, name="derive-batch", tags=["stacflow", "derive"])
 def derive_batch_task(
-    checks: Opaque[Sequence[Check]], name: str, workers: int = 8
+    checks: Opaque[Sequence[Check]], name: str, workers: int, retry: RetryPolicy
 ) -> list[Derived]:
-    results = derive_facts(checks.value, name, workers)
+    results = derive_facts(checks.value, name, workers, retry)
     failed = sum(1 for r in results if r.row is None)
     get_run_logger().info("%s: %d assets derived, %d failed", name, len(results) - failed, failed)
     return results
 
 
-@task(cache_policy=NO_CACHE, name="survey-targets", retries=1, tags=["stacflow", "plan"])
-def survey_task(moves: Opaque[Sequence[Move]], workers: int = 8) -> list[Outcome]:
-    return survey(moves.value, workers)
+@task(cache_policy=NO_CACHE, name="survey-targets", tags=["stacflow", "plan"])
+def survey_task(moves: Opaque[Sequence[Move]], workers: int, retry: RetryPolicy) -> list[Outcome]:
+    return survey(moves.value, workers, retry)
 
 
-@task(cache_policy=NO_CACHE, name="list-targets", retries=1, tags=["stacflow", "relocate"])
+@task(cache_policy=NO_CACHE, name="list-targets", tags=["stacflow", "relocate"])
 def list_targets_task(moves: Opaque[Sequence[Move]]) -> Opaque[list[Move]]:
     return Opaque(with_listings(moves.value))
 
@@ -96,17 +103,18 @@ def enrich_task(
     return written
 
 
-@task(
-    cache_policy=NO_CACHE,
-    name="validate-batch",
-    retries=1,
-    retry_delay_seconds=[5],
-    tags=["stacflow", "validate"],
-)
+@task(cache_policy=NO_CACHE, name="validate-batch", tags=["stacflow", "validate"])
 def validate_batch_task(
-    checks: Opaque[Sequence[Check]], lock_name: str, *, checksums: bool, workers: int = 8
+    checks: Opaque[Sequence[Check]],
+    lock_name: str,
+    *,
+    checksums: bool,
+    workers: int,
+    retry: RetryPolicy,
 ) -> list[Validated]:
-    results = validate_checks(checks.value, lock_name, checksums=checksums, workers=workers)
+    results = validate_checks(
+        checks.value, lock_name, checksums=checksums, workers=workers, retry=retry
+    )
     invalid = sum(1 for r in results if r.outcome.failed)
     hashed = sum(1 for r in results if (r.outcome.checked or "").startswith("sha256"))
     get_run_logger().info(
@@ -124,6 +132,23 @@ def flush_targets_task(stores: Sequence[StoreRef]) -> float:
     seconds = flush_targets(stores)
     get_run_logger().info("copies flushed to disk in %.2f s", seconds)
     return seconds
+
+
+@task(cache_policy=NO_CACHE, name="sweep-leftovers", tags=["stacflow", "relocate"])
+def sweep_leftovers_task(moves: Opaque[Sequence[Move]]) -> list[str]:
+    """Before any batch writes: what a killed run left; what could not be done, for the summary."""
+    swept = sweep_leftovers(moves.value)
+    swept.log_to(get_run_logger())
+    return list(swept.problems)
+
+
+@task(cache_policy=NO_CACHE, name="assets-failed", tags=["stacflow", "verdict"])
+def assets_failed_task(message: str) -> State:
+    """Ends Failed, naming the failed assets: a run whose assets failed shows it in its task
+    graph, while the batches that recorded those outcomes stay Completed (failing them would
+    make Prefect retry whole batches, and their rows are the run's record). It logs nothing:
+    the flow's summary already lists each failure once."""
+    return Failed(message=message)
 
 
 @task(

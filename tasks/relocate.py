@@ -10,14 +10,11 @@ exactly one outcome per target.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash
@@ -26,6 +23,7 @@ from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.remote_outputs import Mirrored, local_journal, open_journal
 from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.state import Journal, read_records
 from stacflow.tasks.stores import StoreRef, open_store
 from stacflow.tasks.tee import copy_once
@@ -51,6 +49,11 @@ class CopyPolicy:
     verify: str = FACTS
     """`facts`: trust a recorded copy whose facts are unchanged; `checksums`: hash it first."""
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The run's one retry policy: copies, derives, surveys and validation all follow it."""
+        return RetryPolicy(self.attempts, self.initial_backoff, self.max_backoff)
+
 
 @dataclass(frozen=True, slots=True)
 class Moved:
@@ -74,7 +77,7 @@ def relocate_batch(
     if resume:
         moves = _with_journaled(moves, journals)
     if policy.sweep:
-        sweep_leftovers(moves)
+        sweep_leftovers(moves).log_to(log)
     stop = threading.Event()
     open_journals = {target: open_journal(place) for target, place in journals.items()}
 
@@ -113,23 +116,39 @@ def _journal(move: Move, results: Sequence[Moved], journals: Mapping[str, Journa
                 log.warning("%s/%s not journaled at %s: %s", *move.key, leg.target, error)
 
 
-def sweep_leftovers(moves: Sequence[Move]) -> int:
-    """What a killed run left beside this batch's keys is removed first: temp files in folders,
-    open multipart uploads on S3. One call per target store, however many keys."""
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What a sweep removed, and what it could not do (one line per store, for log and summary)."""
+
+    count: int = 0
+    problems: tuple[str, ...] = ()
+
+    def log_to(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        if self.count:
+            logger.info(
+                "removed %d leftovers (temp files, open uploads) of an earlier, killed run",
+                self.count,
+            )
+        for problem in self.problems:
+            logger.warning("%s", problem)
+
+
+def sweep_leftovers(moves: Sequence[Move]) -> Swept:
+    """What a killed run left beside these keys is removed first: temp files in folders, open
+    multipart uploads on S3. One call per target store, however many keys."""
     paths: dict[StoreRef, list[str]] = {}
     for move in moves:
         for leg in move.legs:
             paths.setdefault(leg.store, []).append(leg.path)
     swept = 0
+    problems: list[str] = []
     for store, keys in paths.items():
         try:
             swept += open_store(store).sweep(keys)
         except StacflowError as error:
             where = store.container or store.root
-            log.warning("could not look for a killed run's leftovers in %s: %s", where, error)
-    if swept:
-        log.info("removed %d leftovers (temp files, open uploads) of an earlier, killed run", swept)
-    return swept
+            problems.append(f"could not sweep what a killed run left in {where}: {error}")
+    return Swept(swept, tuple(problems))
 
 
 def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
@@ -138,12 +157,7 @@ def relocate_one(move: Move, policy: CopyPolicy) -> list[Moved]:
     done, pending = _settle_present(move, policy, started)
     attempts = 0
     try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=_backoff(policy),
-            retry=retry_if_exception(_is_transient),
-            reraise=True,
-        ):
+        for attempt in retrying(policy.retry):
             with attempt:
                 attempts += 1
                 try:
@@ -296,25 +310,6 @@ def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path | Mirrore
         )
         for move in moves
     ]
-
-
-def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, AssetError) and error.error_class == ErrorClass.TRANSIENT
-
-
-def _backoff(policy: CopyPolicy) -> Callable[[RetryCallState], float]:
-    """A server's Retry-After, else exponential from `initial_backoff` with jitter in proportion
-    (tenacity's fixed 1 s jitter would swamp a short initial backoff)."""
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, AssetError) and error.retry_after is not None:
-            return min(error.retry_after, policy.max_backoff)
-        initial = policy.initial_backoff
-        jitter = random.uniform(0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(initial * 2.0 ** (state.attempt_number - 1) + jitter, policy.max_backoff)
-
-    return wait
 
 
 def _outcome(

@@ -14,6 +14,8 @@ from stacflow.tasks.sizes import format_size
 FAILURES_SHOWN = 10
 NO_CHECKSUM = "no checksum recorded"
 EXAMPLES = 3
+TO_COPY = "to-copy"
+"""A dry run's outcome for an asset it would copy."""
 
 
 @dataclass(frozen=True)
@@ -114,23 +116,27 @@ class Summary:
         )
 
     def markdown(self) -> str:
-        parts = [f"# {self.name}: {self._verdict()}", ""]
+        verdict = "plan only (dry run, nothing copied)" if self.dry_run else self._verdict()
+        parts = [f"# {self.name}: {verdict}", ""]
         relocate = self.counts(Step.RELOCATE)
         if relocate:
+            first = ("to copy (plan only)", TO_COPY) if self.dry_run else ("copied", Result.COPIED)
             parts += [
-                "| target | copied | skipped (verified) | drifted | failed |",
+                f"| target | {first[0]} | skipped (verified) | drifted | failed |",
                 "|---|---|---|---|---|",
             ]
             for store, row in relocate.items():
                 cells = [
                     _md_cell(row, r)
-                    for r in (Result.COPIED, Result.SKIPPED_VERIFIED, Result.DRIFTED, Result.FAILED)
+                    for r in (first[1], Result.SKIPPED_VERIFIED, Result.DRIFTED, Result.FAILED)
                 ]
                 parts.append(f"| {store} | " + " | ".join(cells) + " |")
             parts += [
                 "",
                 (
-                    f"Bytes moved: **{format_size(self.copied_bytes)}** in "
+                    "Nothing was copied: this is what a run would do."
+                    if self.dry_run
+                    else f"Bytes moved: **{format_size(self.copied_bytes)}** in "
                     f"{self.byte_phase_s:.2f} s ({format_size(self.throughput)}/s); "
                     f"run took {self.elapsed_s:.1f} s."
                 ),
@@ -245,10 +251,20 @@ def outcome_rows(outcomes: Sequence[Outcome], limit: int = 500) -> list[dict[str
             "store": o.store,
             "item_id": o.item_id,
             "asset_key": o.asset_key,
+            "error": cell(f"{o.error_class}: {o.message}") if o.error_class else "",
             "bytes": o.bytes,
             "attempts": o.attempts,
-            "error": f"{o.error_class}: {o.message}" if o.error_class else "",
             **({"checked": o.checked} if o.step == Step.VALIDATE else {}),
         }
         for o in ordered[:limit]
     ]
+
+
+CELL_CHARS = 300
+
+
+def cell(text: str, limit: int = CELL_CHARS) -> str:
+    """One line for a table cell: Prefect's UI shows a cell's text as it is, so a traceback or
+    a 2 MB key would stretch the table; whitespace folds to spaces, the rest is cut, said so."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

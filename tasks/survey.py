@@ -4,26 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
+from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.errors import AssetError
 from stacflow.tasks.fanout import fan_out, shared_threads
-from stacflow.tasks.moves import Move
+from stacflow.tasks.moves import Leg, Move, Record
 from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.retry import RetryPolicy, with_retries
 from stacflow.tasks.stores import Facts, Store, StoreRef, capabilities, open_store
 from stacflow.tasks.stores.object_store import ObjectStore
+from stacflow.tasks.summary import TO_COPY
 from stacflow.tasks.verified import verified_copy
 
-PLANNED = "to-copy"
+PLANNED = TO_COPY
 
 
-def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
-    """One row per (asset, target): `skipped-verified` where a rerun would skip, else `to-copy`."""
+def survey(
+    moves: Sequence[Move], workers: int = 8, retry: RetryPolicy | None = None
+) -> list[Outcome]:
+    """One row per (asset, target): `skipped-verified` where a rerun would skip, else `to-copy`.
+
+    `workers` targets are looked at at once; a look that fails transiently is tried again as
+    `retry` says, and one that still fails means `to-copy` (the copy reports what is wrong)."""
+
+    policy = retry or RetryPolicy()
 
     def one(move: Move) -> list[Outcome]:
         rows = []
         for leg in move.legs:
             try:
-                verified = verified_copy(move, leg) is not None
+                verified = with_retries(policy, partial(_watched_look, move, leg)) is not None
             except AssetError:
                 verified = False
             rows.append(
@@ -40,6 +51,19 @@ def survey(moves: Sequence[Move], workers: int = 8) -> list[Outcome]:
 
     per_move = fan_out(shared_threads("stacflow-survey", workers), workers, one, moves)
     return [row for rows in per_move for row in rows]
+
+
+def _watched_look(move: Move, leg: Leg) -> Record | None:
+    """`verified_copy`, unless the target is down; what it answered goes to its breaker."""
+    if (down := BREAKERS.refusal(leg.store, "target")) is not None:
+        raise down
+    try:
+        found = verified_copy(move, leg)
+    except AssetError as error:
+        BREAKERS.record(leg.store, error)
+        raise
+    BREAKERS.record(leg.store, None)
+    return found
 
 
 LIST_PER_KEY = 10

@@ -14,25 +14,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
-
-from stacflow.tasks.breaker import BREAKERS
+from stacflow.tasks.breaker import BREAKERS, StoreDown
 from stacflow.tasks.checksum import is_sha256_multihash, sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, strip_url_secrets
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.locks import LockRow, missing_fields
 from stacflow.tasks.moves import Check
 from stacflow.tasks.report import Outcome, Result, Step
+from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.stores import FACT_NAMES, Facts, Store, open_store
 
 FACTS_ONLY = "facts"
 NO_CHECKSUM = "no checksum recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one row's validation found: its errors (none: valid), their class, carried from
+    where each was found (a mismatch is drift; a store's error keeps its own class), and what
+    was proven about the bytes."""
+
+    errors: list[str]
+    checked: str
+    error_class: ErrorClass | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,13 @@ def _unquoted(etag: str | None) -> str | None:
     return etag[1:-1] if etag and len(etag) > 1 and etag[0] == etag[-1] == '"' else etag
 
 
-def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[list[str], str]:
-    """The row's errors (empty means valid), and what was proven: never "with checksums" for a
-    row whose bytes were not hashed."""
+def validate_row(check: Check, *, checksums: bool, retry: RetryPolicy | None = None) -> Verdict:
+    """The row's verdict: never "with checksums" for a row whose bytes were not hashed.
+
+    A transient failure is tried again as the run's retry policy says, the whole row at once."""
     missing = missing_fields(check.row)
     if missing:
-        return [f"missing fields: {','.join(missing)}"], FACTS_ONLY
+        return Verdict([f"missing fields: {','.join(missing)}"], FACTS_ONLY, ErrorClass.PERMANENT)
     expected = check.checksum or check.row.file_checksum
     checked = FACTS_ONLY
     if checksums:
@@ -90,32 +96,35 @@ def validate_row(check: Check, *, checksums: bool, attempts: int = 3) -> tuple[l
                 "sha256" if check.checksum_from == "lock" else f"sha256 ({check.checksum_from})"
             )
     store = open_store(check.store)
+    tries = 0
     try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=0.5, max=10) + wait_random(0, 0.5),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, AssetError) and e.error_class == ErrorClass.TRANSIENT
-            ),
-            reraise=True,
-        ):
+        for attempt in retrying(retry or RetryPolicy()):
             with attempt:
+                tries += 1
                 facts = _head_watched(store, check)
                 errors = mismatches(
                     check.row, facts, check.store.compare, exact_etag=check.exact_etag
                 )
-                if errors or not checked.startswith("sha256"):
-                    return errors, FACTS_ONLY if errors else checked
-                digest = hashlib.sha256()
-                with store.open(check.path) as reader:
-                    for chunk in reader.chunks():
-                        digest.update(chunk)
-                actual = sha256_multihash(digest.digest())
-                if actual != expected:
-                    errors.append(f"checksum mismatch: expected {expected}, actual {actual}")
+                if errors:
+                    return Verdict(errors, FACTS_ONLY, ErrorClass.DRIFT, tries)
+                if not checked.startswith("sha256"):
+                    return Verdict([], checked, attempts=tries)
+                actual = _sha256(store, check.path)
     except AssetError as error:
-        return [error.message], FACTS_ONLY
-    return errors, checked
+        tries -= isinstance(error, StoreDown)  # that try made no request
+        return Verdict([error.message], FACTS_ONLY, error.error_class, tries)
+    if actual != expected:
+        problem = f"checksum mismatch: expected {expected}, actual {actual}"
+        return Verdict([problem], checked, ErrorClass.DRIFT, tries)
+    return Verdict([], checked, attempts=tries)
+
+
+def _sha256(store: Store, path: str) -> str:
+    digest = hashlib.sha256()
+    with store.open(path) as reader:
+        for chunk in reader.chunks():
+            digest.update(chunk)
+    return sha256_multihash(digest.digest())
 
 
 def _head_watched(store: Store, check: Check) -> Facts:
@@ -152,11 +161,19 @@ def validation_line(row: LockRow, errors: list[str], checked: str | None = None)
 
 
 def validate_checks(
-    checks: Sequence[Check], lock_name: str, *, checksums: bool, workers: int = 8
+    checks: Sequence[Check],
+    lock_name: str,
+    *,
+    checksums: bool,
+    workers: int = 8,
+    retry: RetryPolicy | None = None,
 ) -> list[Validated]:
+    """Every row, `workers` at once (the spec's `max_workers`), each retried as `retry` says."""
+
     def run(check: Check) -> Validated:
         started = time.monotonic()
-        errors, checked = validate_row(check, checksums=checksums)
+        verdict = validate_row(check, checksums=checksums, retry=retry)
+        errors, checked = verdict.errors, verdict.checked
         outcome = Outcome(
             item_id=check.row.item_id,
             asset_key=check.row.asset_key,
@@ -164,9 +181,9 @@ def validate_checks(
             step=Step.VALIDATE,
             outcome=Result.INVALID if errors else Result.VALID,
             bytes=(check.row.size_bytes or 0) if checked.startswith("sha256") else 0,
-            attempts=1,
+            attempts=verdict.attempts,
             duration_s=round(time.monotonic() - started, 6),
-            error_class=_error_class(errors) if errors else None,
+            error_class=verdict.error_class if errors else None,
             message="; ".join(errors) if errors else None,
             checked=checked,
         )
@@ -174,9 +191,3 @@ def validate_checks(
         return Validated(line, outcome, check.row)
 
     return fan_out(shared_threads("stacflow-validate", workers), workers, run, checks)
-
-
-def _error_class(errors: list[str]) -> str:
-    if any("mismatch" in e for e in errors):
-        return ErrorClass.DRIFT
-    return ErrorClass.PERMANENT

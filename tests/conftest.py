@@ -17,13 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from tests.servers import s3  # noqa: E402
+from tests.servers import azure, gcs, s3  # noqa: E402
 from tests.servers.origin import Origin  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 s3.isolate_aws_env()
+azure.isolate_azure_env()
+gcs.isolate_google_env()
 os.environ.update(
     {
         "DO_NOT_TRACK": "1",
@@ -106,6 +108,41 @@ def oam_s3(moto_endpoint: str, oam_data: Path) -> str:
     """Bucket `oin-hotosm-temp` holding exactly the fixture's origin bytes, public-read."""
     s3.mirror(moto_endpoint, OAM_BUCKET, oam_data / "origin", public=True)
     return OAM_BUCKET
+
+
+# --- Azure -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint() -> Iterator[str]:
+    """Azurite's blob service; its account's endpoint URL (`http://127.0.0.1:PORT/ACCOUNT`)."""
+    with azure.azurite() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def azure_container(azurite_endpoint: str) -> str:
+    """A new, empty container for this test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    azure.create_container(azurite_endpoint, name)
+    return name
+
+
+# --- GCS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_url() -> Iterator[str]:
+    with gcs.fake_gcs_server() as url:
+        yield url
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs_url: str) -> str:
+    """A new, empty bucket for this test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    gcs.create_bucket(fake_gcs_url, name)
+    return name
 
 
 # --- Prefect -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_the_spec_offers_exactly_the_writable_backends_as_target_types():
         Spec.model_validate({**spec, "targets": {"t": {"store": {"type": "gcs", "bucket": "b"}}}})
     writable = [f"'{n}'" for n, b in BACKENDS.items() if b.capabilities.writable]
     assert f"expected tags: {', '.join(writable)}" in str(caught.value)
-    assert writable == ["'file'", "'s3'"]
+    assert writable == ["'file'", "'s3'", "'azure'"]
 
 
 def test_an_unknown_store_type_is_a_permanent_error_naming_it():
@@ -78,8 +78,13 @@ def test_an_unknown_store_type_is_a_permanent_error_naming_it():
             StoreRef("gcs", "my_bucket.v2", "a/b", Access()),
         ),
         (
-            AzureStore(type="azure", container="my-container", prefix="x/"),
-            StoreRef("azure", "my-container", "x", Access()),
+            AzureStore(type="azure", container="my-container", account="acct", prefix="x/"),
+            StoreRef(
+                "azure",
+                "my-container",
+                "x",
+                Access(account="acct", endpoint="https://acct.blob.core.windows.net"),
+            ),
         ),
     ],
 )

@@ -44,3 +44,32 @@ def test_a_missing_block_or_variable_is_an_error_naming_it(prefect_harness, monk
     )
     with pytest.raises(InputError, match="UNSET_KEY_VARIABLE is not set"):
         resolve_credentials(refs)
+
+
+def test_an_azure_account_key_from_a_prefect_secret_block_reaches_the_container(
+    prefect_harness, azurite_endpoint, azure_container
+):
+    from prefect.blocks.system import Secret  # noqa: PLC0415
+
+    from tests.servers.azure import KEY  # noqa: PLC0415
+
+    Secret(value=json.dumps({"account_key": KEY})).save("stacflow-test-azure", overwrite=True)
+    access = Access(
+        endpoint=azurite_endpoint,
+        allow_http=True,
+        credentials=Credentials(prefect_secret="stacflow-test-azure"),
+    )
+    store = open_store(StoreRef("azure", azure_container, "", access))
+    with store.writer("a/b.bin") as writer:
+        writer.write(b"payload")
+    assert store.head("a/b.bin").size == len(b"payload")
+
+
+def test_a_block_without_any_store_keys_is_refused_naming_what_it_needs(prefect_harness):
+    from prefect.blocks.system import Secret  # noqa: PLC0415
+
+    Secret(value=json.dumps({"password": "hunter2"})).save("stacflow-test-odd", overwrite=True)
+    with pytest.raises(InputError) as caught:
+        resolve_credentials(Credentials(prefect_secret="stacflow-test-odd"))
+    assert "account_key or sas_token (Azure)" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

@@ -144,6 +144,48 @@ def test_prefect_yaml_deploys_four_deployments_that_need_no_absolute_path(stack)
     )
 
 
+def test_deployments_queue_a_second_run_and_mark_the_shard_deployment_internal(stack):
+    from prefect import get_client  # noqa: PLC0415
+
+    from stacflow.flows.relocate import RUN_TIMEOUT_S, relocate_package  # noqa: PLC0415
+    from stacflow.flows.shards import relocate_in_shards, relocate_shard  # noqa: PLC0415
+    from stacflow.flows.validate import VALIDATE_TIMEOUT_S, validate_package  # noqa: PLC0415
+
+    with get_client(sync_client=True) as client:
+        deployments = {
+            name: client.read_deployment_by_name(name)
+            for name in (RELOCATE, VALIDATE, SHARDS, SHARD)
+        }
+    for name in (RELOCATE, VALIDATE, SHARDS):
+        deployment = deployments[name]
+        assert deployment.global_concurrency_limit.limit == 1, name
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE", name
+    shard = deployments[SHARD]
+    assert shard.global_concurrency_limit is None  # a parent starts all its shards at once
+    assert shard.description.startswith("INTERNAL, do not run by hand")
+    assert "internal" in shard.tags
+    assert relocate_package.timeout_seconds == RUN_TIMEOUT_S == 24 * 3600
+    assert relocate_in_shards.timeout_seconds == relocate_shard.timeout_seconds == RUN_TIMEOUT_S
+    assert validate_package.timeout_seconds == VALIDATE_TIMEOUT_S == 3 * 3600
+
+
+def test_a_second_run_of_the_same_spec_waits_for_the_first_instead_of_failing(stack, demo_run):
+    """Two workers, two runs of one spec at once: without the deployment's limit both start and
+    the second fails on the spec's run lock; with it the second waits for a slot."""
+    from prefect import get_client  # noqa: PLC0415
+
+    assert demo_run.state.is_completed()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RELOCATE)
+        runs = [client.create_flow_run_from_deployment(deployment.id) for _ in range(2)]
+        finished = [_wait_final(client, run.id) for run in runs]
+        histories = [[state.name for state in client.read_flow_run_states(run.id)] for run in runs]
+    assert all(run.state.is_completed() for run in finished), [r.state for r in finished]
+    first, second = sorted(finished, key=lambda run: run.start_time)
+    assert second.start_time >= first.end_time, "the two runs overlapped"
+    assert any("AwaitingConcurrencySlot" in history for history in histories), histories
+
+
 def test_a_deployment_run_on_a_worker_relocates_and_publishes_its_artifacts(stack, demo_run):
     assert demo_run.state.is_completed(), demo_run.state
     assert demo_run.work_pool_name == POOL
@@ -188,6 +230,115 @@ def test_the_nightly_validation_fails_on_a_same_size_rewrite_and_names_the_asset
     assert "checksum mismatch: expected 1220" in invalid[0]["errors"]
     assert len(rows) == 12  # https and local, six assets each; nothing else failed
     assert "| local | 5 | 1 | yes |" in artifacts[f"{slug}-summary"].data
+
+
+def test_a_ui_retry_of_a_failed_run_copies_only_what_failed(stack, origin):
+    """The UI's Retry (AwaitingRetry, not forced, as its button sends) runs the flow again on a
+    worker. Results are not persisted: the journals and relocated locks are what a retry resumes
+    from, so the origin is asked again only for the asset that failed."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.client.schemas.objects import State, StateType  # noqa: PLC0415
+
+    origin.root = stack.clone / "specs" / "demo" / "origin"
+    spec = stack.clone / "specs" / "retry.yaml"
+    spec.write_text(
+        f"""name: demo-retry
+package: demo/demo.pkg
+sources:
+  https:
+    prefix: https://demo-imagery.stacflow.invalid/
+    store: {{endpoint: "{origin.url}/", allow_http: true}}
+    compare: [size]
+targets:
+  local: {{store: {{type: file, root: retry/local}}, layout: item-asset}}
+validate: [local]
+outputs: retry/results
+"""
+    )
+    broken = "/uploads/flight-02/ortho.tif"
+    origin.fail(broken, 404)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RELOCATE)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"spec_path": "specs/retry.yaml"}
+        )
+        failed = _wait_final(client, run.id)
+        assert failed.state.is_failed(), failed.state
+        assert origin.count("GET") == 6  # five copied, one refused
+
+        origin.clear()  # the origin is back; the log starts empty
+        client.set_flow_run_state(
+            run.id,
+            State(type=StateType.SCHEDULED, name="AwaitingRetry", message="Retry from the UI"),
+            force=False,
+        )
+        retried = _wait_final(client, run.id)
+    assert retried.state.is_completed(), retried.state
+    assert retried.run_count == 2
+    assert {r.path for r in origin.requests if r.method == "GET"} == {broken}
+    local = stack.clone / "specs" / "retry" / "local"
+    assert (local / "flight-02" / "visual.tif").read_bytes() == (
+        origin.root / broken.lstrip("/")
+    ).read_bytes()
+    assert (
+        len(read_lock(stack.clone / "specs" / "retry" / "results" / "local.assets.lock.parquet"))
+        == 6
+    )
+
+
+def test_the_checked_in_automation_fires_when_a_validation_fails(stack):
+    """`prefect automation create --from-file automations/validation-failed.yaml`, as the README
+    says; then a failed validate-package run fires it, and a failed relocation does not."""
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.deployments import run_deployment  # noqa: PLC0415
+    from prefect.events.filters import (  # noqa: PLC0415
+        EventFilter,
+        EventNameFilter,
+        EventResourceFilter,
+    )
+
+    created = subprocess.run(
+        [*PREFECT, "automation", "create", "--from-file", "automations/validation-failed.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name("stacflow: validation failed")
+    assert automation.enabled
+
+    validation = run_deployment(
+        VALIDATE, parameters={"spec_path": "specs/missing.yaml"}, timeout=RUN_TIMEOUT_S
+    )
+    relocation = run_deployment(
+        RELOCATE, parameters={"spec_path": "specs/missing.yaml"}, timeout=RUN_TIMEOUT_S
+    )
+    assert validation.state.is_failed()
+    assert relocation.state.is_failed()
+
+    def fired_for() -> set[str]:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["prefect.automation.triggered"]),
+                    resource=EventResourceFilter(id=[f"prefect.automation.{automation.id}"]),
+                ),
+                limit=50,  # the client's default (100) is more than the server accepts
+            )
+        return {
+            event.payload["triggering_event"]["resource"]["prefect.resource.id"]
+            for event in page.events
+        }
+
+    deadline = time.monotonic() + 30
+    while f"prefect.flow-run.{validation.id}" not in fired_for():
+        assert time.monotonic() < deadline, "the automation did not fire"
+        time.sleep(0.5)
+    time.sleep(2)  # the relocation failed after the validation: its event had time to arrive
+    assert fired_for() == {f"prefect.flow-run.{validation.id}"}
 
 
 def test_two_workers_relocate_the_shards_in_parallel_into_what_one_run_writes(
@@ -400,6 +551,16 @@ def test_commands_that_need_a_server_refuse_without_one(argv, error, capsys):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _wait_final(client, flow_run_id, timeout_s: float = RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"flow run {run.name} still {run.state}"
+        time.sleep(0.5)
 
 
 def _wait_for_workers(count: int, timeout_s: float = 60) -> None:

@@ -222,6 +222,24 @@ def test_escaping_and_nested_source_keys_are_conflicts():
     assert len(plan.conflicts) == 2
 
 
+def test_each_conflict_names_its_target_as_data():
+    """`stacflow plan` counts each target's conflicts from this field, never from the text."""
+    plan = _plan(
+        [
+            _row("i", "a", "../../etc/passwd"),
+            _row("j", "a", "up/scene"),
+            _row("k", "a", "up/scene/part.tif"),
+            _row("k", "a", "up/scene/again.tif"),
+        ],
+        layout="source-key",
+    )
+    assert [(c.split(":")[0], c.target) for c in plan.conflicts] == [
+        ("target local", "local"),  # i/a escapes the root
+        ("source origin", None),  # k/a locked twice: no target's concern
+        ("target local", "local"),  # j/a is a file where k/a needs a folder
+    ]
+
+
 def test_hostile_ids_compile_without_conflict_when_distinct():
     rows = [_row(item_id, "visual") for item_id in ("../../etc", "..", "a/b", "x/../y", "%2e%2e")]
     plan = _plan(rows)

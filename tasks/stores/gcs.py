@@ -1,7 +1,10 @@
 """Google Cloud Storage buckets: `gs://` rows, and `{type: gcs, bucket, prefix}` settings.
 
-Built by obstore as S3 is, from the environment's Google credentials. Not yet offered as a
-target: no test writes to GCS until the suite starts an emulator (issue 12, item 3).
+Built by obstore as S3 is. Keys come from the spec's `credentials` (an OAuth bearer token or a
+service-account key, named as `{env: VAR}` or in a Prefect Secret), else from obstore's Google
+environment (application default credentials). `endpoint` is the service's base URL (an
+emulator's). Read as a source against fake-gcs-server (tests/servers/gcs.py); not offered as a
+target, because no emulator installable here takes obstore's writes (docs/stores.md).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Literal
 from obstore.store import GCSStore as GCSClient
 from pydantic import Field, field_validator
 
-from stacflow.tasks.access import Access
+from stacflow.tasks.access import Access, Credentials, credentials_for, resolve_credentials
 from stacflow.tasks.stores.base import DEFAULT_CHUNK_SIZE, Backend, Capabilities, Endpoint, StoreRef
 from stacflow.tasks.stores.object_store import (
     BUFFERS_PER_ASSET,
@@ -47,6 +50,11 @@ class GcsStore(Access):
     def _gcs_endpoint(cls, value: str | None) -> str | None:
         return service_endpoint(value, "a GCS")
 
+    @field_validator("credentials")
+    @classmethod
+    def _gcs_keys(cls, value: Credentials | None) -> Credentials | None:
+        return credentials_for(value, "a GCS bucket")
+
     @field_validator("bucket", mode="before")
     @classmethod
     def _bucket_name(cls, value: Any) -> Any:
@@ -75,11 +83,23 @@ class GcsBucket(ObjectStore):
 
 
 def _client(ref: StoreRef) -> GCSClient:
+    access = ref.access
+    config: dict[str, Any] = {}
+    if access.endpoint:
+        config["base_url"] = access.endpoint.rstrip("/")
+    if access.anonymous:
+        config["skip_signature"] = True
+    keys = resolve_credentials(access.credentials)
+    if keys and keys.bearer_token:
+        config["bearer_token"] = keys.bearer_token
+    elif keys and keys.service_account_key:
+        config["service_account_key"] = keys.service_account_key
     return GCSClient(
         ref.container,
         prefix=key_prefix(ref),
-        client_options=client_options(ref.access),
+        client_options=client_options(access),
         retry_config=RETRY_CONFIG,
+        **config,
     )
 
 

@@ -147,7 +147,9 @@ class HttpStore:
             except _NETWORK_ERRORS as exc:
                 connection.close()
                 if reused and attempt == 1 and not isinstance(exc, TimeoutError):
-                    continue  # the server closed an idle keep-alive connection: reconnect once
+                    # A kept-alive connection the server had closed while idle: reconnect once.
+                    # No answer came, so this is no retry; retries are tasks/retry.py's.
+                    continue
                 _raise_network(exc, redact(origin + target))
             connection.stacflow_reused = True
             return response, connection

@@ -49,6 +49,13 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _STATUS = re.compile(r"status(?: code)?:? (\d{3})")
+_NOT_SENT = "error sending request"
+
+
+class _NotSent(AssetError):
+    """A request obstore could not send, with no cause said (its writer drops it): the store
+    may not answer at all, or a connection was cut; `_write_error` finds out which. Told apart
+    by its class, where it was classified, so no later step reads its message."""
 
 
 class ObjectStore:
@@ -78,7 +85,7 @@ class ObjectStore:
         try:
             for page in obstore.list(self.store, chunk_size=1000):
                 for meta in page:
-                    yield meta["path"], _facts(meta)
+                    yield meta["path"], _listed_facts(meta)
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc, self.describe("")) from None
 
@@ -119,7 +126,7 @@ class ObjectStore:
         """obstore's writer drops the cause of "error sending request": a store that does not
         answer at all is told from one that cut a request off by opening a connection to it."""
         error = _classify(exc, where)
-        if error.reach == Reach.ASSET and "error sending request" in error.message:
+        if isinstance(error, _NotSent):
             endpoint = self.endpoint_url()
             cause = unreachable(endpoint, self.ref.access.connect_timeout.total_seconds())
             if endpoint is not None and cause is not None:
@@ -185,6 +192,16 @@ def _facts(meta: ObjectMeta) -> Facts:
     )
 
 
+def _listed_facts(meta: ObjectMeta) -> Facts:
+    """A listing's facts in HEAD's terms: Azure's and GCS's listings give the ETag unquoted
+    (`0x8D...`) where HEAD, and so the lock, has it quoted (`"0x8D..."`)."""
+    facts = _facts(meta)
+    etag = facts.etag
+    if etag is None or etag.startswith(('"', 'W/"')):
+        return facts
+    return Facts(size=facts.size, etag=f'"{etag}"', last_modified=facts.last_modified)
+
+
 def client_options(access: Access) -> ClientConfig:
     return {
         "allow_http": access.allow_http,
@@ -194,7 +211,7 @@ def client_options(access: Access) -> ClientConfig:
 
 
 RETRY_CONFIG: RetryConfig = {
-    "max_retries": 2,
+    "max_retries": 0,
     "backoff": {
         "init_backoff": timedelta(milliseconds=100),
         "max_backoff": timedelta(seconds=2),
@@ -202,6 +219,10 @@ RETRY_CONFIG: RetryConfig = {
     },
     "retry_timeout": timedelta(seconds=60),
 }
+"""obstore never retries on its own: `tasks/retry.py` is the one retry layer, configured by the
+spec, so a failing object is requested exactly `relocate.retry.attempts` times (obstore's 2
+retries under 5 attempts made 15). A transient failure of one multipart part fails that attempt,
+and the whole copy is tried again."""
 
 
 def key_prefix(ref: StoreRef) -> str | None:
@@ -222,7 +243,8 @@ def _classify(exc: BaseException, where: str) -> AssetError:
     code = int(status.group(1)) if status else None
     # The buffered writer reports what GenericError would say as a plain OSError.
     if isinstance(exc, GenericError | OSError) and _TRANSIENT.search(summary):
-        return AssetError(ErrorClass.TRANSIENT, f"{summary}: {where}", status=code)
+        kind = _NotSent if _NOT_SENT in summary else AssetError
+        return kind(ErrorClass.TRANSIENT, f"{summary}: {where}", status=code)
     if isinstance(exc, BaseError | ValueError | OSError):
         return AssetError(ErrorClass.PERMANENT, f"{summary}: {where}", status=code)
     raise exc
@@ -234,13 +256,14 @@ def _store_failure(exc: BaseException, where: str) -> AssetError | None:
     if not isinstance(exc, FileNotFoundError | GenericError):
         return None
     text = str(exc)
-    if "<Code>NoSuchBucket</Code>" in text:
-        return AssetError(
-            ErrorClass.PERMANENT,
-            f"bucket not found (NoSuchBucket): {where}",
-            status=404,
-            reach=Reach.STORE,
-        )
+    for code, what in (("NoSuchBucket", "bucket"), ("ContainerNotFound", "container")):
+        if f"<Code>{code}</Code>" in text:
+            return AssetError(
+                ErrorClass.PERMANENT,
+                f"{what} not found ({code}): {where}",
+                status=404,
+                reach=Reach.STORE,
+            )
     if isinstance(exc, GenericError) and (cause := _connect_failure(text)):
         return AssetError(ErrorClass.TRANSIENT, f"{cause}: {where}", reach=Reach.CONNECTION)
     return None

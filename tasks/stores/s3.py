@@ -11,7 +11,7 @@ from typing import Any, Literal
 from obstore.store import S3Store as S3Client
 from pydantic import Field, field_validator
 
-from stacflow.tasks.access import Access, resolve_credentials
+from stacflow.tasks.access import Access, Credentials, credentials_for, resolve_credentials
 from stacflow.tasks.stores.base import (
     DEFAULT_CHUNK_SIZE,
     Backend,
@@ -52,6 +52,11 @@ class S3Store(Access):
     @classmethod
     def _s3_endpoint(cls, value: str | None) -> str | None:
         return service_endpoint(value, "an S3")
+
+    @field_validator("credentials")
+    @classmethod
+    def _s3_keys(cls, value: Credentials | None) -> Credentials | None:
+        return credentials_for(value, "an S3 store")
 
     @field_validator("bucket", mode="before")
     @classmethod
@@ -102,10 +107,9 @@ def _client(ref: StoreRef) -> S3Client:
     if access.requester_pays:
         config["request_payer"] = True
     keys = resolve_credentials(access.credentials)
-    if keys:
-        config.update(
-            {k: v for k, v in keys.model_dump().items() if v is not None and k != "session_token"}
-        )
+    if keys and keys.access_key_id:
+        config["access_key_id"] = keys.access_key_id
+        config["secret_access_key"] = keys.secret_access_key
         if keys.session_token:
             config["token"] = keys.session_token
     return S3Client(

@@ -4,13 +4,17 @@ obstore aborts its multipart upload when a write fails, but a SIGKILL leaves the
 invisible, yet billed. obstore has no call to list or abort uploads, so this module signs the two
 S3 requests itself (SigV4, checked against botocore's signer in the tests). It only touches
 uploads of keys the current plan writes, started before the current run: never another writer's.
+
+Its keys are the spec's `credentials`, else the AWS credential chain through botocore (the `aws`
+extra: environment, profiles and SSO, web identity, container and instance roles), else
+`AWS_ACCESS_KEY_ID`. A sweep that cannot run, or an upload it cannot abort, raises: the caller
+puts it in the run's log and summary, and a failed abort is never counted as done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import urllib.error
 import urllib.request
@@ -21,10 +25,9 @@ from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree as ET
 
 from stacflow.tasks.access import ResolvedKeys, resolve_credentials
-from stacflow.tasks.errors import redact
-from stacflow.tasks.stores.base import StoreRef
+from stacflow.tasks.errors import AssetError, ErrorClass, Reach, redact
+from stacflow.tasks.stores.base import StoreRef, status_error
 
-log = logging.getLogger("stacflow")
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -37,11 +40,22 @@ class Upload:
 
 
 def abort_stale_uploads(ref: StoreRef, paths: Iterable[str], started: datetime) -> int:
-    """Abort open uploads to the planned keys begun before `started`; returns how many."""
-    keys = _keys(ref, ref.access.credentials)
+    """Abort open uploads to the planned keys begun before `started`; returns how many.
+
+    Raises `AssetError` when it cannot look (no keys, the listing failed) or an abort failed,
+    after trying every other one; the message says how many were aborted.
+    """
+    if ref.access.anonymous:
+        return 0  # unsigned requests can neither list nor abort uploads
+    where = f"s3://{ref.container}/{ref.root.strip('/')}"
+    keys = _keys(ref)
     if keys is None:
-        log.warning("no S3 keys for %s: cannot look for uploads a killed run left", ref.container)
-        return 0
+        raise AssetError(
+            ErrorClass.PERMANENT,
+            f"no S3 keys to look for uploads a killed run left in {where}: name credentials in "
+            "the spec, or install stacflow[aws] for the AWS credential chain (profiles, SSO, "
+            "web identity, container and instance roles)",
+        )
     prefix = ref.root.strip("/")
     wanted = {"/".join(p for p in (prefix, path) if p) for path in paths}
     stale = [
@@ -49,8 +63,18 @@ def abort_stale_uploads(ref: StoreRef, paths: Iterable[str], started: datetime) 
         for upload in list_uploads(ref, keys, prefix)
         if upload.key in wanted and upload.initiated < started
     ]
+    failed: list[AssetError] = []
     for upload in stale:
-        _request(ref, keys, "DELETE", upload.key, {"uploadId": upload.upload_id})
+        try:
+            _request(ref, keys, "DELETE", upload.key, {"uploadId": upload.upload_id})
+        except AssetError as error:
+            failed.append(error)
+    if failed:
+        raise AssetError(
+            failed[0].error_class,
+            f"aborted {len(stale) - len(failed)} of {len(stale)} uploads a killed run left in "
+            f"{where}; {len(failed)} could not be aborted: {failed[0].message}",
+        )
     return len(stale)
 
 
@@ -132,13 +156,19 @@ def _request(
     headers = sigv4_headers(method, url, region=_region(ref), keys=keys, now=datetime.now(UTC))
     headers.pop("host")
     request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
+    what = f"S3 {method} {redact(url)}"
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             body: bytes = response.read()
             return body
+    except urllib.error.HTTPError as error:
+        raise status_error(error.code, what) from None
     except urllib.error.URLError as error:
-        log.warning("S3 %s %s failed: %s", method, redact(url), redact(str(error)))
-        return b"<ListMultipartUploadsResult/>"
+        raise AssetError(
+            ErrorClass.TRANSIENT, f"{what}: {redact(str(error.reason))}", reach=Reach.CONNECTION
+        ) from None
+    except TimeoutError:
+        raise AssetError(ErrorClass.TRANSIENT, f"{what}: timed out") from None
 
 
 def _canonical_query(query: str) -> str:
@@ -149,8 +179,9 @@ def _canonical_query(query: str) -> str:
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
 
 
-def _keys(ref: StoreRef, credentials: object) -> ResolvedKeys | None:
-    resolved = resolve_credentials(ref.access.credentials) if credentials else None
+def _keys(ref: StoreRef) -> ResolvedKeys | None:
+    """The spec's keys, else the AWS credential chain, else the AWS_* variables."""
+    resolved = resolve_credentials(ref.access.credentials) or credential_chain()
     if resolved is None and os.environ.get("AWS_ACCESS_KEY_ID"):
         resolved = ResolvedKeys(
             access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
@@ -158,6 +189,30 @@ def _keys(ref: StoreRef, credentials: object) -> ResolvedKeys | None:
             session_token=os.environ.get("AWS_SESSION_TOKEN"),
         )
     return resolved if resolved and resolved.secret_access_key else None
+
+
+def credential_chain() -> ResolvedKeys | None:
+    """Keys from botocore's chain, where the `aws` extra installed it (None: not installed, or
+    nothing in the chain). Temporary keys are fetched now, once per sweep."""
+    try:
+        from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - optional: stacflow[aws]
+        from botocore.session import Session  # noqa: PLC0415
+    except ImportError:
+        return None
+    try:
+        found = Session().get_credentials()
+        if found is None:
+            return None
+        frozen = found.get_frozen_credentials()
+    except BotoCoreError as error:
+        raise AssetError(
+            ErrorClass.PERMANENT, f"the AWS credential chain gave no keys: {redact(str(error))}"
+        ) from None
+    return ResolvedKeys(
+        access_key_id=frozen.access_key,
+        secret_access_key=frozen.secret_key,
+        session_token=frozen.token,
+    )
 
 
 def _region(ref: StoreRef) -> str:

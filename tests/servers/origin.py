@@ -20,6 +20,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +60,8 @@ class _Entry:
     range: str | None
     status: int | None = None
     target: str = ""
+    at: float = 0.0
+    """Arrival, on the monotonic clock."""
 
 
 @dataclass
@@ -114,6 +117,8 @@ class Origin:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._log: list[_Entry] = []
+        self._in_flight = 0
+        self._peak_in_flight = 0
         self._etags: dict[tuple[str, int, int, int], str] = {}
         self._signed: dict[str, str] = {}
         self._closing = threading.Event()
@@ -218,6 +223,7 @@ class Origin:
             self._faults.clear()
             self._signed.clear()
             self._log.clear()
+            self._peak_in_flight = self._in_flight
 
     # --- request log --------------------------------------------------------------------
 
@@ -231,6 +237,23 @@ class Origin:
         """Each request's target exactly as sent: percent-encoding and query string included."""
         with self._lock:
             return [e.target for e in self._log]
+
+    def times(self, method: str | None = None, path: str | None = None) -> list[float]:
+        """When each matching request arrived (monotonic seconds), in order."""
+        path = path if path is None or path.startswith("/") else f"/{path}"
+        with self._lock:
+            return [
+                e.at
+                for e in self._log
+                if (method is None or e.method == method)
+                and (path is None or e.path == path or fnmatch.fnmatchcase(e.path, path))
+            ]
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the origin was answering at the same moment since `clear()`."""
+        with self._lock:
+            return self._peak_in_flight
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """How many requests matched `method` and `path` (exact or glob)."""
@@ -279,6 +302,8 @@ class Origin:
         plan = _Plan()
         with self._lock:
             self._log.append(entry)
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
             for fault in list(self._faults):
                 if not fault.matches(method, path):
                     continue
@@ -293,6 +318,10 @@ class Origin:
                     if fault.remaining == 0:
                         self._faults.remove(fault)
         return plan
+
+    def _left(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _etag(self, path: Path, f: BinaryIO, st: os.stat_result) -> str:
         if self.etag_style == "nginx":
@@ -347,7 +376,9 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.server.origin
         parts = urlsplit(self.path)
         path = unquote(parts.path)
-        self._entry = _Entry(self.command, path, self.headers.get("Range"), target=self.path)
+        self._entry = _Entry(
+            self.command, path, self.headers.get("Range"), target=self.path, at=time.monotonic()
+        )
         plan = origin._take(self._entry)
         action = plan.action
         try:
@@ -364,6 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve_file(path, plan, send_body=send_body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        finally:
+            origin._left()
 
     def _serve_file(self, path: str, plan: _Plan, *, send_body: bool) -> None:
         origin = self.server.origin
