@@ -224,11 +224,12 @@ def _run(args: argparse.Namespace) -> int:
     with prefect_api(temporary=not (args.shards or args.dask_address)) as api:
         from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
         from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
+        from stacflow.flows.workspace import outputs_folder, outputs_store  # noqa: PLC0415
         from stacflow.tasks.writable import require_writable  # noqa: PLC0415
 
         spec = _preflight(args.spec, args.targets)
-        if not args.dry_run:
-            require_writable((args.spec.parent / spec.outputs).resolve())
+        if not args.dry_run and outputs_store(args.spec, spec) is None:  # a bucket: at its push
+            require_writable(outputs_folder(args.spec, spec))
         quiet_said_failures()
         overrides = RunOverrides(
             max_workers=args.max_workers,
