@@ -40,11 +40,25 @@ OAM_BUCKET = "oin-hotosm-temp"
 OAM_LAST_MODIFIED = "Mon, 12 Sep 2022 09:43:21 GMT"
 
 
+# Session servers that cost seconds to start, each started by one xdist worker only: the tests
+# that need one run as a group (`--dist loadgroup`) on the worker that started it.
+XDIST_GROUPS = {
+    "prefect_server": "prefect-server",
+    "azurite_endpoint": "azurite",
+    "fake_gcs_url": "fake-gcs",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start `prefect server` carry its marker, so `-m "not prefect_server"` works."""
+    """Tests that start `prefect server` carry its marker, so `-m "not prefect_server"` works;
+    a test that needs an expensive session server joins that server's xdist group."""
     for item in items:
-        if "prefect_server" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "prefect_server" in fixtures:
             item.add_marker(pytest.mark.prefect_server)
+        group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in fixtures), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # --- HTTP origin -------------------------------------------------------------------------

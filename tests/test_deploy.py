@@ -415,7 +415,14 @@ def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(
     from prefect.deployments import run_deployment  # noqa: PLC0415
     from prefect.states import Cancelling  # noqa: PLC0415
 
-    from tests.test_interrupt import ASSETS, STALLED, _debris, _spec  # noqa: PLC0415
+    from tests.test_interrupt import (  # noqa: PLC0415
+        ASSETS,
+        STALLED,
+        _debris,
+        _journaled,
+        _spec,
+        _stalled_copy_started,
+    )
 
     origin.last_modified = LAST_MODIFIED_HTTP
     package = make_package(tmp_path / "pkg", origin.root, ASSETS, checksums=True)
@@ -424,9 +431,8 @@ def test_a_cancel_from_the_ui_stops_the_copy_and_ends_the_run_cancelled(
     spec = _spec(folder, package, origin.url)
     run = run_deployment(RELOCATE, parameters={"spec_path": str(spec)}, timeout=0)
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not [
-        p for p in (folder / "assets").rglob(".visual.tif.stacflow-tmp-*") if p.stat().st_size
-    ]:
+    # The two small assets journaled too, so the cancel comes with exactly one copy in flight.
+    while not (_stalled_copy_started(folder) and len(_journaled(folder)) == 2):
         assert time.monotonic() < deadline, "the stalled asset never started to land"
         time.sleep(0.1)
     with get_client(sync_client=True) as client:

@@ -97,14 +97,23 @@ def _stacflow(
     )
 
 
-def _wait_until_copying(command: subprocess.Popen[bytes], target: Path) -> None:
-    """Until the stalled asset's temp file holds its first bytes: the run is in its byte phase."""
+def _wait_until_copying(command: subprocess.Popen[bytes], folder: Path) -> None:
+    """Until the stalled asset's temp file holds its first bytes and the two small assets are
+    journaled: the run is in its byte phase with exactly one copy left (a wait on the journal,
+    not a sleep, so a loaded machine cannot make the stop come before they land)."""
     deadline = time.monotonic() + 120
-    while not [p for p in target.rglob(".visual.tif.stacflow-tmp-*") if p.stat().st_size]:
+    while not (_stalled_copy_started(folder) and len(_journaled(folder)) == 2):
         assert command.poll() is None, command.communicate()
         assert time.monotonic() < deadline, "the stalled asset never started to land"
         time.sleep(0.05)
-    time.sleep(0.3)  # the other two assets are small: they land meanwhile
+
+
+def _stalled_copy_started(folder: Path) -> bool:
+    return any(p.stat().st_size for p in (folder / "assets").rglob(".visual.tif.stacflow-tmp-*"))
+
+
+def _journaled(folder: Path) -> dict:
+    return read_records(folder / "out" / ".stacflow" / "local.records.jsonl")
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -139,7 +148,7 @@ def test_a_signal_stops_a_stalled_run_in_order_and_a_rerun_resumes_it(
     folder = tmp_path / "run"
     command = _stacflow(_spec(folder, package, origin.url))
     try:
-        _wait_until_copying(command, folder / "assets")
+        _wait_until_copying(command, folder)
         command.send_signal(signum)
         signalled = time.monotonic()
         out, err = command.communicate(timeout=STOPPED_WITHIN_S)
@@ -177,7 +186,7 @@ def test_a_second_ctrl_c_exits_at_once_and_takes_the_temporary_server_with_it(
     folder = tmp_path / "run"
     command = _stacflow(_spec(folder, package, origin.url), env)
     try:
-        _wait_until_copying(command, folder / "assets")
+        _wait_until_copying(command, folder)
         servers = _servers_under(command.pid)
         assert len(servers) == 1, servers
         command.send_signal(signal.SIGINT)

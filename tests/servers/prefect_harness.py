@@ -130,6 +130,9 @@ def prefect_server(cache_dir: Path, home: Path) -> Iterator[str]:
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
         "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
         "PREFECT_UI_ENABLED": "false",
+        # A run held back by its deployment's concurrency limit is rescheduled this long after
+        # (default 30 s): the queued-second-run test would sit idle for most of it.
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
