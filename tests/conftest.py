@@ -167,7 +167,10 @@ def _prefect_cache(request: pytest.FixtureRequest, factory: pytest.TempPathFacto
     """Where the template DB lives: pytest's cache dir, so it survives between sessions."""
     cache = getattr(request.config, "cache", None)
     if cache is None:  # -p no:cacheprovider: one template for the session, built once
-        shared = factory.getbasetemp() / "prefect-db"
+        base = factory.getbasetemp()
+        if hasattr(request.config, "workerinput"):  # an xdist worker: share with the others
+            base = base.parent
+        shared = base / "prefect-db"
         shared.mkdir(exist_ok=True)
         return shared
     return Path(cache.mkdir("prefect-db"))

@@ -8,6 +8,7 @@ module imports Prefect (~1 s), so conftest only imports it inside the fixtures t
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -36,10 +37,21 @@ DRAIN_TIMEOUT = 30
 
 
 def template_db(cache_dir: Path) -> Path:
-    """A migrated, block-registered database for this Prefect version, built on first use."""
+    """A migrated, block-registered database for this Prefect version, built on first use.
+
+    Built under a file lock: xdist workers starting together wait for one build (~10 s of CPU)
+    instead of each paying for its own."""
     template = cache_dir / f"prefect-{prefect.__version__}.db"
     if template.exists():
         return template
+    with (cache_dir / "template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            _build_template(template, cache_dir)
+    return template
+
+
+def _build_template(template: Path, cache_dir: Path) -> None:
     building = cache_dir / f"building-{os.getpid()}.db"
     url = f"sqlite+aiosqlite:///{building}"
     # A throwaway home, or block registration leaves its memo in the developer's ~/.prefect.
@@ -62,7 +74,6 @@ def template_db(cache_dir: Path) -> Path:
     finally:
         con.close()
     building.replace(template)  # atomic, so a parallel session never reads half a file
-    return template
 
 
 @contextmanager
