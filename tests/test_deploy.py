@@ -173,15 +173,40 @@ def test_deployments_queue_a_second_run_and_mark_the_shard_deployment_internal(s
     assert validate_package.timeout_seconds == VALIDATE_TIMEOUT_S == 3 * 3600
 
 
-def test_a_second_run_of_the_same_spec_waits_for_the_first_instead_of_failing(stack, demo_run):
+def test_a_second_run_of_the_same_spec_waits_for_the_first_instead_of_failing(
+    stack, demo_run, origin
+):
     """Two workers, two runs of one spec at once: without the deployment's limit both start and
-    the second fails on the spec's run lock; with it the second waits for a slot."""
+    the second fails on the spec's run lock; with it the second waits for a slot.
+
+    The first run's copy is held at the origin until the second is seen waiting: on a loaded
+    machine the second worker could otherwise poll only after the first run ended."""
     from prefect import get_client  # noqa: PLC0415
 
     assert demo_run.state.is_completed()
+    origin.root = stack.clone / "specs" / "demo" / "origin"
+    _demo_spec_on(origin, stack.clone / "specs" / "queued.yaml", "queued")
+    held = "/uploads/flight-02/ortho.tif"
+    origin.stall(held, RUN_TIMEOUT_S, method="GET", times=1)
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(RELOCATE)
-        runs = [client.create_flow_run_from_deployment(deployment.id) for _ in range(2)]
+
+        def queued_run():
+            return client.create_flow_run_from_deployment(
+                deployment.id, parameters={"spec_path": "specs/queued.yaml"}
+            )
+
+        runs = [queued_run()]
+        _wait_until(lambda: origin.count("GET", held), "the first run to copy")
+        runs.append(queued_run())
+        _wait_until(
+            lambda: (
+                "AwaitingConcurrencySlot"
+                in {state.name for state in client.read_flow_run_states(runs[1].id)}
+            ),
+            "the second run to wait for a slot",
+        )
+        origin.end_stalls()
         finished = [_wait_final(client, run.id) for run in runs]
         histories = [[state.name for state in client.read_flow_run_states(run.id)] for run in runs]
     assert all(run.state.is_completed() for run in finished), [r.state for r in finished]
@@ -244,21 +269,7 @@ def test_a_ui_retry_of_a_failed_run_copies_only_what_failed(stack, origin):
     from prefect.client.schemas.objects import State, StateType  # noqa: PLC0415
 
     origin.root = stack.clone / "specs" / "demo" / "origin"
-    spec = stack.clone / "specs" / "retry.yaml"
-    spec.write_text(
-        f"""name: demo-retry
-package: demo/demo.pkg
-sources:
-  https:
-    prefix: https://demo-imagery.stacflow.invalid/
-    store: {{endpoint: "{origin.url}/", allow_http: true}}
-    compare: [size]
-targets:
-  local: {{store: {{type: file, root: retry/local}}, layout: item-asset}}
-validate: [local]
-outputs: retry/results
-"""
-    )
+    _demo_spec_on(origin, stack.clone / "specs" / "retry.yaml", "retry")
     broken = "/uploads/flight-02/ortho.tif"
     origin.fail(broken, 404)
     with get_client(sync_client=True) as client:
@@ -667,6 +678,31 @@ def test_commands_that_need_a_server_refuse_without_one(argv, error, capsys):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _demo_spec_on(origin: Origin, spec: Path, name: str) -> None:
+    """The demo package read from the test origin, copied into the clone's `specs/<name>/`."""
+    spec.write_text(
+        f"""name: demo-{name}
+package: demo/demo.pkg
+sources:
+  https:
+    prefix: https://demo-imagery.stacflow.invalid/
+    store: {{endpoint: "{origin.url}/", allow_http: true}}
+    compare: [size]
+targets:
+  local: {{store: {{type: file, root: {name}/local}}, layout: item-asset}}
+validate: [local]
+outputs: {name}/results
+"""
+    )
+
+
+def _wait_until(condition, what: str, timeout_s: float = RUN_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
 
 
 def _wait_final(client, flow_run_id, timeout_s: float = RUN_TIMEOUT_S):

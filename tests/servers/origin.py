@@ -142,6 +142,7 @@ class Origin:
         self._etags: dict[tuple[str, int, int, int], str] = {}
         self._signed: dict[str, str] = {}
         self._closing = threading.Event()
+        self._stalls_end = threading.Event()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.origin = self
         self._server.verbose = verbose
@@ -218,6 +219,12 @@ class Origin:
     ) -> None:
         """Sleep before the headers, or after `after_bytes` of body, then carry on normally."""
         self._add(path, "stall", times, method, seconds=seconds, after_bytes=after_bytes)
+
+    def end_stalls(self) -> None:
+        """End the stalls in progress now, each request carrying on normally: a test holds a
+        request until what it waits for has happened, instead of guessing a stall's length."""
+        ending, self._stalls_end = self._stalls_end, threading.Event()
+        ending.set()
 
     def no_etag(self, path: str, *, times: int | None = None, method: str | None = None) -> None:
         """Omit ETag (like `python -m http.server`), which stops obstore's body resume."""
@@ -299,6 +306,7 @@ class Origin:
 
     def close(self) -> None:
         self._closing.set()
+        self._stalls_end.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -433,7 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
         action = plan.action
         try:
             if action and action.kind == "stall" and action.after_bytes is None:
-                origin._closing.wait(action.seconds)
+                origin._stalls_end.wait(action.seconds)
             if origin.latency:
                 origin._closing.wait(origin.latency)
             if origin._signed.get(path, parts.query) != parts.query:
@@ -519,7 +527,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif action and action.kind == "stall" and action.after_bytes is not None:
             head = min(action.after_bytes, length)
             self.connection.sendfile(f, start, head)
-            self.server.origin._closing.wait(action.seconds)
+            self.server.origin._stalls_end.wait(action.seconds)
             self.connection.sendfile(f, start + head, length - head)
         elif length:
             self._sendfile(f, start, length)
