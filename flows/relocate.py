@@ -21,16 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from stacflow.flows.compile import (
     Plan,
     batches,
-    compile_plan,
     derive_checks,
     retry_policy,
     target_checks,
 )
+from stacflow.flows.compiled import compile_once
 from stacflow.flows.inputs import (
     Inputs,
     load_inputs,
     load_spec,
-    previous_records,
     with_items_table,
 )
 from stacflow.flows.naming import run_name_from_spec
@@ -223,7 +222,7 @@ def prepare_plan(
 
     `claim`: record this spec as the owner of its target roots (not for a dry run).
     """
-    plan = compile_plan(inputs, previous_records(inputs), targets)
+    plan = compile_once(inputs, targets)
     plan.refuse_conflicts()
     unusable = look_at_stores(plan)
     owner = Owner.of(inputs.spec.name, inputs.outputs)

@@ -84,4 +84,4 @@ def write_report(path: Path, outcomes: Iterable[Outcome]) -> None:
 
 def read_report(path: Path) -> list[Outcome]:
     """Reports written before a column was added read back with its default."""
-    return [Outcome(**row) for row in pq.read_table(path).to_pylist()]
+    return [Outcome(**row) for row in pq.ParquetFile(path).read().to_pylist()]
