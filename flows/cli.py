@@ -224,11 +224,12 @@ def _run(args: argparse.Namespace) -> int:
     with prefect_api(temporary=not (args.shards or args.dask_address)) as api:
         from stacflow.flows.relocate import RunOverrides, relocate_package  # noqa: PLC0415 - Prefect is slow to import
         from stacflow.flows.verdict import quiet_said_failures  # noqa: PLC0415
+        from stacflow.flows.workspace import outputs_folder, outputs_store  # noqa: PLC0415
         from stacflow.tasks.writable import require_writable  # noqa: PLC0415
 
         spec = _preflight(args.spec, args.targets)
-        if not args.dry_run:
-            require_writable((args.spec.parent / spec.outputs).resolve())
+        if not args.dry_run and outputs_store(args.spec, spec) is None:  # a bucket: at its push
+            require_writable(outputs_folder(args.spec, spec))
         quiet_said_failures()
         overrides = RunOverrides(
             max_workers=args.max_workers,
@@ -260,12 +261,23 @@ def _run_in_shards(args: argparse.Namespace, overrides: RunOverrides) -> dict[st
         raise UsageError("--shards copies; for a dry run use `stacflow plan` or drop --shards")
     require_workers("stacflow run --shards", DEFAULT_DEPLOYMENT)
     return relocate_in_shards(
-        # Absolute: the shards start in their workers' working directory, not in this one.
-        spec_path=str(args.spec.resolve()),
+        spec_path=_shard_spec_path(args.spec),
         shards=args.shards,
         targets=args.targets,
         overrides=overrides,
     )
+
+
+def _shard_spec_path(spec: Path) -> str:
+    """Where the shards find the spec, each in its worker's working directory: with outputs in a
+    bucket, the path as given (a worker on another host has its own clone of the repo); else
+    absolute, as the workers share this host's folders."""
+    from stacflow.flows.inputs import load_spec  # noqa: PLC0415
+    from stacflow.flows.workspace import outputs_store  # noqa: PLC0415
+
+    if outputs_store(spec, load_spec(spec)) is not None and not spec.is_absolute():
+        return spec.as_posix()
+    return str(spec.resolve())
 
 
 def _on_dask(address: str) -> Flow[..., dict[str, Any]]:

@@ -169,7 +169,7 @@ def compile_plan(
             name,
             replace(
                 spec.targets[name].store.ref(inputs.base, spec.relocate.chunk_size),
-                owner=owner_id(inputs.outputs),
+                owner=owner_id(inputs.outputs_id),
             ),
             spec.alternate_key(name),
             spec.alternate_name(name),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from stacflow.flows.inputs import load_spec
+from stacflow.flows.workspace import outputs_folder
 from stacflow.tasks.atomic import write_text_atomic
 from stacflow.tasks.errors import UsageError
 from stacflow.tasks.items import items_from_table, read_items_table
@@ -27,7 +28,7 @@ def export_items(
     """Write the spec's enriched Items (or, with `target`, its promoted ones) to `output`
     (stdout without one); returns how many."""
     spec = load_spec(spec_path)
-    paths = OutputPaths((spec_path.parent / spec.outputs).resolve())
+    paths = OutputPaths(outputs_folder(spec_path, spec))
     if target is not None and target not in spec.targets:
         raise UsageError(f"{spec_path}: no target named {target!r} ({', '.join(spec.targets)})")
     table = paths.primary(target) if target else paths.items

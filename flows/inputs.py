@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from stacflow.flows.spec import Spec
 from stacflow.flows.specfile import Loc, load_model
+from stacflow.flows.workspace import outputs_folder, outputs_id
 from stacflow.tasks.errors import UsageError
 from stacflow.tasks.items import read_items_table
 from stacflow.tasks.locks import LockRow, read_lock, written_by_stacflow
@@ -47,7 +48,12 @@ class Inputs:
 
     @property
     def outputs(self) -> Path:
-        return (self.base / self.spec.outputs).resolve()
+        return outputs_folder(self.spec_path, self.spec)
+
+    @property
+    def outputs_id(self) -> str:
+        """The outputs' name across hosts (a folder's path, a bucket's URL): owners use it."""
+        return outputs_id(self.spec_path, self.spec)
 
 
 def load_spec(path: Path, env: Mapping[str, str] | None = None) -> Spec:
@@ -197,7 +203,7 @@ def locks_to_validate(spec_path: Path, spec: Spec, requested: list[str] | None) 
 def unwritten_locks(spec_path: Path, spec: Spec, names: list[str]) -> dict[str, str]:
     """Of `names`, the locks no run has written yet (relocated locks, a derived package), and
     what to do about it: validation checks the rest and says which these are."""
-    outputs = OutputPaths((spec_path.parent / spec.outputs).resolve())
+    outputs = OutputPaths(outputs_folder(spec_path, spec))
     waiting = {}
     for name in names:
         if name in spec.targets and not outputs.lock(name).is_file():

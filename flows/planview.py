@@ -49,7 +49,7 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
             inputs = load_inputs(spec_path, spec)
             plan = compile_once(inputs, targets)
             plan.refuse_conflicts()
-            refuse_foreign_folders(plan, Owner.of(spec.name, inputs.outputs))
+            refuse_foreign_folders(plan, Owner.of(spec.name, inputs.outputs_id))
             return spec
         items = read_item_dicts(stac)
         located = locate_assets(
@@ -178,7 +178,7 @@ def plan_report(
     spec = load_spec(spec_path)
     inputs = _inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs), targets)
-    owner = Owner.of(spec.name, inputs.outputs)
+    owner = Owner.of(spec.name, inputs.outputs_id)
     owned = [problem for t in plan.targets if (problem := foreign_owner(t.name, t.store, owner))]
     plan = dataclasses.replace(plan, conflicts=(*plan.conflicts, *owned))
     report = _report(plan, survey(plan.moves, plan.policy.workers, plan.policy.retry))

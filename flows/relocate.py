@@ -42,6 +42,7 @@ from stacflow.flows.records import (
 from stacflow.flows.selection import without_item_note
 from stacflow.flows.spec import Spec
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import journal_place, outputs_workspace
 from stacflow.tasks.artifacts import Progress, publish_summary
 from stacflow.tasks.breaker import BREAKERS
 from stacflow.tasks.derive import locate_assets
@@ -76,7 +77,6 @@ from stacflow.tasks.prefect_tasks import (
 )
 from stacflow.tasks.relocate import Moved
 from stacflow.tasks.report import Outcome, Result, Step, write_report
-from stacflow.tasks.state import journal_path, run_lock
 from stacflow.tasks.stop import STOP, Interrupted
 from stacflow.tasks.stores import capabilities
 from stacflow.tasks.summary import Summary
@@ -142,18 +142,22 @@ def relocate_package(
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
     if dry_run:  # no run lock, no package: a dry run writes nothing at all
-        inputs, derived, _ = derive_inputs(Path(spec_path), spec)
-        plan = prepare_plan(inputs, targets, claim=False)
-        planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
-        outcomes = [*derived, *planned, *left_alone(plan)]
-        return finish_run(plan, inputs, outcomes, started, dry_run=True)
-    outputs = outputs_of(Path(spec_path), spec)
-    with writing_outputs(outputs):
+        with outputs_workspace(Path(spec_path), spec, "read"):
+            inputs, derived, _ = derive_inputs(Path(spec_path), spec)
+            plan = prepare_plan(inputs, targets, claim=False)
+            planned = survey_task(Opaque(plan.moves), plan.policy.workers, plan.policy.retry)
+            outcomes = [*derived, *planned, *left_alone(plan)]
+            return finish_run(plan, inputs, outcomes, started, dry_run=True)
+    with (
+        outputs_workspace(Path(spec_path), spec, "run") as outputs,
+        writing_outputs(outputs.folder),
+    ):
         inputs, derived, items = derive_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets)  # a plan refused here has written nothing
-        with run_lock(outputs) as killed:
+        with outputs.held() as killed:
             keep_package(inputs, items)
             moved, byte_phase_s, notes = relocate_assets(plan, inputs, sweep=killed)
+            outputs.refresh_journals()
             outcomes = [*derived, *(m.outcome for m in moved)]
             if STOP.is_set():
                 stop_run(plan, inputs, outcomes, started)
@@ -210,10 +214,6 @@ def keep_package(inputs: Inputs, items: list[dict[str, Any]] | None) -> None:
         write_package(OutputPaths(inputs.outputs), items, inputs.lock)
 
 
-def outputs_of(spec_path: Path, spec: Spec) -> Path:
-    return (spec_path.parent / spec.outputs).resolve()
-
-
 def prepare_plan(
     inputs: Inputs, targets: Sequence[str] | None = None, *, claim: bool = True
 ) -> Plan:
@@ -225,7 +225,7 @@ def prepare_plan(
     plan = compile_once(inputs, targets)
     plan.refuse_conflicts()
     unusable = look_at_stores(plan)
-    owner = Owner.of(inputs.spec.name, inputs.outputs)
+    owner = Owner.of(inputs.spec.name, inputs.outputs_id)
     usable = [(t.name, t.store) for t in plan.targets if t.name not in unusable]
     unusable |= claim_targets_task(usable, owner, write=claim)
     for target in plan.targets:
@@ -271,7 +271,7 @@ def relocate_assets(
     """
     if not plan.targets or not plan.moves:
         return [], 0.0, []
-    journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
+    journals = {t.name: journal_place(inputs.spec_path, inputs.spec, t.name) for t in plan.targets}
     notes = sweep_leftovers_task(Opaque(plan.moves)) if sweep else []
     policy = dataclasses.replace(plan.policy, sweep=False)
     started = time.monotonic()

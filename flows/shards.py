@@ -26,7 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from stacflow.flows.compile import Plan
-from stacflow.flows.inputs import load_spec
+from stacflow.flows.inputs import PACKAGE_ITEMS, PACKAGE_LOCK, Inputs, load_inputs, load_spec
 from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import (
     BATCHES_IN_FLIGHT,
@@ -34,15 +34,18 @@ from stacflow.flows.relocate import (
     RunOverrides,
     apply_overrides,
     gather_inputs,
-    outputs_of,
     prepare_plan,
     relocate_assets,
     settle_run,
     stop_run,
 )
+from stacflow.flows.spec import Spec
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import outputs_folder, outputs_workspace
+from stacflow.tasks.locks import read_lock
+from stacflow.tasks.outputs import OutputPaths
 from stacflow.tasks.report import Outcome, read_report, write_report
-from stacflow.tasks.state import STATE_DIR, run_lock
+from stacflow.tasks.state import STATE_DIR
 from stacflow.tasks.stop import STOP, Interrupted
 
 DEFAULT_DEPLOYMENT = "relocate-shard/relocate-shard"
@@ -57,7 +60,9 @@ class Shard(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0, description="Which shard, from 0.")
     count: int = Field(ge=1, description="How many shards the package is split into.")
-    report: str = Field(description="Where this shard writes its outcome rows for the parent.")
+    report: str = Field(
+        description="Where this shard writes its outcome rows for the parent, in the outputs."
+    )
     sweep: bool = Field(
         default=True, description="Look for a killed run's debris (the parent's run lock knows)."
     )
@@ -97,10 +102,13 @@ def relocate_shard(
         overrides: Run-time settings that take precedence over the spec.
     """
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    inputs, _ = gather_inputs(Path(spec_path), spec)
-    plan = shard.of(prepare_plan(inputs, targets))
-    moved, byte_phase_s, _ = relocate_assets(plan, inputs, sweep=shard.sweep)  # logged there
-    write_report(Path(shard.report), [m.outcome for m in moved])
+    with outputs_workspace(Path(spec_path), spec, "shard") as outputs:
+        inputs = shard_inputs(Path(spec_path), spec)
+        plan = shard.of(prepare_plan(inputs, targets))
+        moved, byte_phase_s, _ = relocate_assets(plan, inputs, sweep=shard.sweep)  # logged there
+        report = outputs.folder / shard.report
+        write_report(report, [m.outcome for m in moved])
+        outputs.upload(report)
     if STOP.is_set():  # cancelled: the parent merges what this shard copied
         raise Interrupted(f"shard {shard.index} interrupted; rerun the parent to resume")
     failed = sum(1 for m in moved if m.outcome.failed)
@@ -113,6 +121,16 @@ def relocate_shard(
         byte_phase_s,
     )
     return {"shard": shard.index, "assets": len(plan.moves), "failed": failed}
+
+
+def shard_inputs(spec_path: Path, spec: Spec) -> Inputs:
+    """A shard's tables. For lock-less Items the parent has derived the lock (a HEAD per asset)
+    and written the package into the outputs: the shard reads it rather than derive it again."""
+    package = OutputPaths(outputs_folder(spec_path, spec)).package
+    lock = package / PACKAGE_LOCK
+    if spec.package is None and lock.is_file():
+        return load_inputs(spec_path, spec, lock=read_lock(lock), items=package / PACKAGE_ITEMS)
+    return gather_inputs(spec_path, spec)[0]
 
 
 @task(cache_policy=NO_CACHE, name="run-shard", tags=["stacflow", "shard"])
@@ -170,10 +188,12 @@ def relocate_in_shards(
     """
     started = time.monotonic()
     spec = apply_overrides(load_spec(Path(spec_path)), overrides)
-    with run_lock(outputs_of(Path(spec_path), spec)) as killed:
+    with outputs_workspace(Path(spec_path), spec, "run") as outputs, outputs.held() as killed:
         inputs, derived = gather_inputs(Path(spec_path), spec)
         plan = prepare_plan(inputs, targets)
-        reports = inputs.outputs / STATE_DIR / "shards" / str(flow_run.get_id() or "local")
+        if derived:  # the shards read the package derived here
+            outputs.upload_tree(OutputPaths(outputs.folder).package)
+        reports = Path(STATE_DIR, "shards", str(flow_run.get_id() or "local"))
         futures = [
             run_shard.submit(
                 deployment,
@@ -182,22 +202,28 @@ def relocate_in_shards(
                     "targets": targets,
                     "overrides": overrides.model_dump() if overrides else None,
                     "shard": Shard(
-                        index=i, count=shards, report=str(reports / f"{i}.parquet"), sweep=killed
+                        index=i,
+                        count=shards,
+                        report=(reports / f"{i}.parquet").as_posix(),
+                        sweep=killed,
                     ).model_dump(),
                 },
             )
             for i in range(shards)
         ]
         states = [future.result() for future in futures]
+        outputs.refresh_journals()
+        outputs.fetch(f"{reports.as_posix()}/")
         outcomes: list[Outcome] = list(derived)
         missing = []
         for index in range(shards):
-            report = reports / f"{index}.parquet"
+            report = outputs.folder / reports / f"{index}.parquet"
             if report.is_file():
                 outcomes += read_report(report)
             else:
                 missing.append(f"shard {index} ({states[index]})")
-        shutil.rmtree(reports, ignore_errors=True)  # merged into the run's report below
+        shutil.rmtree(outputs.folder / reports, ignore_errors=True)  # merged into the report
+        outputs.discard(f"{reports.as_posix()}/")
         if STOP.is_set():
             stop_run(plan, inputs, outcomes, started)
         byte_phase_s = time.monotonic() - started

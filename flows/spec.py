@@ -222,6 +222,22 @@ class PlannedLock(_Strict):
         return Target._known_layout(value)  # noqa: SLF001 - one rule for both kinds of layout
 
 
+class OutputsStore(_Strict):
+    """Outputs in a bucket, so that shard workers on different hosts share them."""
+
+    store: TargetStore = Field(
+        description="The bucket and key prefix for the outputs, with the same settings and "
+        "credentials as a target's store: {type: s3, bucket, prefix, endpoint, credentials}."
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _object_store(cls, value: TargetStore) -> TargetStore:
+        if backend(value.type).capabilities.file_system:
+            raise ValueError("a folder is written as a path: outputs: out/")
+        return value
+
+
 class Target(_Strict):
     """Storage the team controls, that receives a copy of every relocated asset."""
 
@@ -493,9 +509,10 @@ class Spec(_Strict):
         alias="validate",
         description="Locks validated after every run: [names] or {locks: [...], checksums: ...}.",
     )
-    outputs: SpecPath = Field(
-        description="Folder for the relocated locks, items, validation and report; relative "
-        "to the spec file."
+    outputs: SpecPath | OutputsStore = Field(
+        description="Where the relocated locks, items, validation, report and run state go: a "
+        "folder relative to the spec file, or {store: {type: s3, ...}} for a bucket that shard "
+        "workers on other hosts share."
     )
 
     model_config = ConfigDict(
@@ -606,16 +623,11 @@ class Spec(_Strict):
             ),
         ]
         inputs = [path.resolve() for path in found if path is not None]
-        outputs = (base / self.outputs).resolve()
-        if outputs.exists() and not outputs.is_dir():
-            raise SpecFieldError(("outputs",), f"{outputs} is a file, not a folder")
-        package = (base / self.package).resolve() if self.package else None
-        if package and (outputs == package or package in outputs.parents):
-            raise SpecFieldError(
-                ("outputs",), f"cannot be the package folder {package} or lie inside it"
-            )
-        if outputs in inputs:
-            raise SpecFieldError(("outputs",), f"{outputs} is a file this spec reads")
+        if isinstance(self.outputs, OutputsStore):
+            outputs = None
+        else:
+            package = (base / self.package).resolve() if self.package else None
+            outputs = _check_outputs((base / self.outputs).resolve(), package, inputs)
         roots: dict[Path, str] = {}
         for name, target in self.targets.items():
             if backend(target.store.type).capabilities.file_system:
@@ -686,15 +698,29 @@ def _input(base: Path, path: Path | None, loc: Loc, *, package: bool = False) ->
     return full
 
 
+def _check_outputs(outputs: Path, package: Path | None, inputs: list[Path]) -> Path:
+    if outputs.exists() and not outputs.is_dir():
+        raise SpecFieldError(("outputs",), f"{outputs} is a file, not a folder")
+    if package and (outputs == package or package in outputs.parents):
+        raise SpecFieldError(
+            ("outputs",), f"cannot be the package folder {package} or lie inside it"
+        )
+    if outputs in inputs:
+        raise SpecFieldError(("outputs",), f"{outputs} is a file this spec reads")
+    return outputs
+
+
 def _check_root(
-    loc: Loc, root: Path, *, inputs: list[Path], outputs: Path, roots: dict[Path, str]
+    loc: Loc, root: Path, *, inputs: list[Path], outputs: Path | None, roots: dict[Path, str]
 ) -> None:
     """A target root receives writes: it must not hit the outputs, an input or another root."""
     if root.exists() and not root.is_dir():
         raise SpecFieldError(loc, f"{root} is a file, not a folder")
-    if root == outputs:
+    if outputs is None:
+        pass
+    elif root == outputs:
         raise SpecFieldError(loc, "a target root cannot be the outputs folder itself")
-    if root in outputs.parents:
+    elif root in outputs.parents:
         raise SpecFieldError(
             loc, f"the outputs folder {outputs} lies inside this target root; keep them apart"
         )

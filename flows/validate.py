@@ -24,6 +24,7 @@ from stacflow.flows.inputs import (
 from stacflow.flows.naming import run_name_from_spec
 from stacflow.flows.relocate import BATCHES_IN_FLIGHT, finish_run, validate_locks
 from stacflow.flows.verdict import ends_in_verdict
+from stacflow.flows.workspace import outputs_folder, outputs_workspace
 from stacflow.tasks.errors import UsageError
 from stacflow.tasks.locks import read_lock
 from stacflow.tasks.outputs import OutputPaths
@@ -61,28 +62,32 @@ def validate_package(
     waiting = unwritten_locks(Path(spec_path), spec, names)
     if len(waiting) == len(names):
         raise UsageError(f"{spec_path}: nothing to validate yet: {'; '.join(waiting.values())}")
-    paths = OutputPaths((Path(spec_path).parent / spec.outputs).resolve())
-    if spec.package is not None:
-        inputs = load_inputs(Path(spec_path), spec)
-    else:
-        package = paths.package / "assets.lock.parquet"
-        inputs = load_inputs(
-            Path(spec_path), spec, lock=read_lock(package), items=paths.package / "items.parquet"
+    with outputs_workspace(Path(spec_path), spec, "write"):  # a bucket gets the lines at the end
+        paths = OutputPaths(outputs_folder(Path(spec_path), spec))
+        if spec.package is not None:
+            inputs = load_inputs(Path(spec_path), spec)
+        else:
+            package = paths.package / "assets.lock.parquet"
+            inputs = load_inputs(
+                Path(spec_path),
+                spec,
+                lock=read_lock(package),
+                items=paths.package / "items.parquet",
+            )
+        present = [name for name in names if name not in waiting]
+        plan = compile_plan(inputs, previous_records(inputs), validate=present, checksums=checksums)
+        relocated = {
+            t.name: read_lock(paths.lock(t.name))
+            for t in plan.targets
+            if t.name in plan.validate_targets
+        }
+        validated = validate_locks(plan, relocated)
+        return finish_run(
+            plan,
+            inputs,
+            [],
+            started,
+            validated=validated,
+            report=paths.root / "validation" / "report.parquet",
+            unvalidated=waiting,
         )
-    present = [name for name in names if name not in waiting]
-    plan = compile_plan(inputs, previous_records(inputs), validate=present, checksums=checksums)
-    relocated = {
-        t.name: read_lock(paths.lock(t.name))
-        for t in plan.targets
-        if t.name in plan.validate_targets
-    }
-    validated = validate_locks(plan, relocated)
-    return finish_run(
-        plan,
-        inputs,
-        [],
-        started,
-        validated=validated,
-        report=paths.root / "validation" / "report.parquet",
-        unvalidated=waiting,
-    )

@@ -30,12 +30,12 @@ class Owner:
     outputs: str
 
     @classmethod
-    def of(cls, name: str, outputs: Path) -> Owner:
+    def of(cls, name: str, outputs: Path | str) -> Owner:
         """`name` as messages show it: a name taken from the environment as its variable."""
         return cls(owner_id(outputs), scrub(name), str(outputs))
 
 
-def owner_id(outputs: Path) -> str:
+def owner_id(outputs: Path | str) -> str:
     """Short and stable: it also marks the owner's temp files."""
     return hashlib.sha256(str(outputs).encode()).hexdigest()[:12]
 

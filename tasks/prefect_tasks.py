@@ -41,6 +41,7 @@ from stacflow.tasks.relocate import (
     relocate_batch,
     sweep_leftovers,
 )
+from stacflow.tasks.remote_outputs import Mirrored
 from stacflow.tasks.report import Outcome
 from stacflow.tasks.retry import RetryPolicy
 from stacflow.tasks.stop import Interrupted
@@ -196,7 +197,9 @@ def assets_failed_task(message: str) -> State:
     tags=["stacflow", "relocate"],
 )
 def relocate_batch_task(
-    moves: Opaque[Sequence[Move]], policy: CopyPolicy, journals: Mapping[str, Path] | None = None
+    moves: Opaque[Sequence[Move]],
+    policy: CopyPolicy,
+    journals: Mapping[str, Path | Mirrored] | None = None,
 ) -> list[Moved]:
     """A Prefect retry of a batch resumes from the journal: verified copies are not redone."""
     results = relocate_batch(

@@ -21,6 +21,7 @@ from stacflow.tasks.checksum import is_sha256_multihash
 from stacflow.tasks.errors import AssetError, ErrorClass, Reach, StacflowError
 from stacflow.tasks.fanout import fan_out, shared_threads
 from stacflow.tasks.moves import Leg, Move, Record
+from stacflow.tasks.remote_outputs import Mirrored, local_journal, open_journal
 from stacflow.tasks.report import Outcome, Result, Step
 from stacflow.tasks.retry import RetryPolicy, retrying
 from stacflow.tasks.state import Journal, read_records
@@ -64,7 +65,7 @@ class Moved:
 def relocate_batch(
     moves: Sequence[Move],
     policy: CopyPolicy,
-    journals: Mapping[str, Path] | None = None,
+    journals: Mapping[str, Path | Mirrored] | None = None,
     *,
     resume: bool = False,
     on_done: Callable[[list[Outcome]], None] | None = None,
@@ -79,7 +80,7 @@ def relocate_batch(
     if policy.sweep and not STOP.is_set():
         sweep_leftovers(moves).log_to(log)
     stop = threading.Event()
-    open_journals = {target: Journal(path) for target, path in journals.items()}
+    open_journals = {target: open_journal(place) for target, place in journals.items()}
 
     def run(move: Move) -> list[Moved]:
         if STOP.is_set():
@@ -305,8 +306,8 @@ class _Retry(AssetError):
         self.legs = legs
 
 
-def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path]) -> list[Move]:
-    known = {target: read_records(path) for target, path in journals.items()}
+def _with_journaled(moves: Sequence[Move], journals: Mapping[str, Path | Mirrored]) -> list[Move]:
+    known = {target: read_records(local_journal(place)) for target, place in journals.items()}
     return [
         replace(
             move,

@@ -66,7 +66,7 @@ class Journal:
 
     def append(self, record: Record) -> None:
         """Raises OSError unless the whole line was written (a full disk writes part of it)."""
-        line = _line(record).encode()
+        line = record_line(record).encode()
         written = os.write(self.descriptor, line)
         if written != len(line):
             raise OSError(f"{self.path}: only {written} of {len(line)} bytes of a record written")
@@ -230,10 +230,10 @@ def settle_journal(
 
 
 def compact_records(path: Path, records: Iterable[Record]) -> None:
-    write_text_atomic(path, "".join(_line(record) for record in records))
+    write_text_atomic(path, "".join(record_line(record) for record in records))
 
 
-def _line(record: Record) -> str:
+def record_line(record: Record) -> str:
     row = record.row
     data: dict[str, object] = {name: getattr(row, name) for name in LOCK_COLUMNS}
     data["source"] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 from stacflow.tasks.locks import LockRow, read_lock
 from stacflow.tasks.moves import Record
 from stacflow.tasks.report import Outcome, Result, Step
-from stacflow.tasks.state import _line, append_records, journal_path, read_records
+from stacflow.tasks.state import append_records, journal_path, read_records, record_line
 from tests.packages import LAST_MODIFIED_HTTP, ORIGIN, make_package
 
 LOCKED_AT = "2024-01-02T03:04:05+00:00"
@@ -27,8 +27,8 @@ def _record(index: int) -> Record:
 
 def test_every_cut_of_the_last_line_keeps_the_records_before_it_and_after_it(tmp_path):
     earlier, torn, later = [_record(0), _record(1)], _record(2), _record(3)
-    whole = b"".join(_line(r).encode() for r in earlier)
-    last = _line(torn).encode()
+    whole = b"".join(record_line(r).encode() for r in earlier)
+    last = record_line(torn).encode()
     for cut in range(len(last) + 1):
         journal = tmp_path / f"cut-{cut}.jsonl"
         journal.write_bytes(whole + last[:cut])
@@ -45,9 +45,9 @@ def test_every_cut_of_the_last_line_keeps_the_records_before_it_and_after_it(tmp
 
 def test_a_journal_that_is_only_a_fragment_is_repaired(tmp_path):
     journal = tmp_path / "only.jsonl"
-    journal.write_bytes(_line(_record(0)).encode()[:17])
+    journal.write_bytes(record_line(_record(0)).encode()[:17])
     append_records(journal, [_record(1)])
-    assert journal.read_bytes() == _line(_record(1)).encode()
+    assert journal.read_bytes() == record_line(_record(1)).encode()
 
 
 # --- through the flow: a run after a torn journal records what it copies, or says it did not ---
@@ -87,7 +87,9 @@ def test_a_run_after_a_torn_journal_records_its_copies(tmp_path, origin, prefect
     # A run killed while writing scene-1's record: half a line, no lock, no items yet.
     journal = journal_path(tmp_path / "out", "local")
     journal.parent.mkdir(parents=True)
-    fragment = _line(Record(LockRow("scene-1", "visual", "file", None, None, "/x"), 1, None, None))
+    fragment = record_line(
+        Record(LockRow("scene-1", "visual", "file", None, None, "/x"), 1, None, None)
+    )
     journal.write_text(fragment[: len(fragment) // 2])
 
     result = relocate_package(spec_path=str(_spec(tmp_path, package, origin.url)))
