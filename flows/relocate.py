@@ -478,7 +478,9 @@ def finish_run(
 
 
 def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:
-    """What the flow run returns: counts a caller (or a parent flow) can act on."""
+    """What the flow run returns: counts a caller (or a parent flow) can act on, and the
+    summary for an in-process caller (the CLI prints it), opaque: Prefect walks a returned
+    value's every dataclass looking for futures, ~0.3 s per 10,000 outcomes."""
     return {
         "name": summary.name,
         "ok": summary.ok,
@@ -492,7 +494,7 @@ def run_result(summary: Summary, plan: Plan) -> dict[str, Any]:
             for outcome, (count, _) in row.items()
         },
         "text": summary.text(),
-        "summary": summary,
+        "summary": Opaque(summary),
     }
 
 
