@@ -240,7 +240,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         outcomes=tuple(all_outcomes),
         elapsed_s=time.perf_counter() - started,
         byte_phase_s=byte_phase_s,
-        outputs=tuple(str(p) for p in files),
+        outputs=tuple(str(w.path) for w in files),
     )
     summary.text()
     seconds = time.perf_counter() - started

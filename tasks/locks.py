@@ -185,17 +185,18 @@ def lock_table(rows: Iterable[LockRow]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=LOCK_SCHEMA)
 
 
-def write_lock(path: Path, rows: Iterable[LockRow]) -> None:
+def write_lock(path: Path, rows: Iterable[LockRow]) -> bool:
+    """Returns whether the file changed (the same rows leave it alone)."""
     table = lock_table(rows)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> None:
+def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> bool:
     """A lock in stacpkg's nine columns only, as its `relocate --dry-run` writes one: nothing
     was copied, so nothing was hashed."""
     table = lock_table(rows).select([field.name for field in STACPKG_LOCK_FIELDS])
     table = table.replace_schema_metadata(LOCK_METADATA)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:
