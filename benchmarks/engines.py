@@ -50,6 +50,8 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from stacflow.flows.records import record_relocations  # noqa: PLC0415
     from stacflow.flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
+    from stacflow.tasks.owners import Owner, claim_targets  # noqa: PLC0415
+    from stacflow.tasks.preflight import preflight  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
     from stacflow.tasks.stores import file, http, object_store  # noqa: F401, PLC0415 - untimed
@@ -62,6 +64,9 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     inputs = load_inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs))
     plan.refuse_conflicts()
+    stores = [(t.name, t.store) for t in plan.targets]
+    preflight(plan.moves, plan.source, stores)
+    claim_targets(stores, Owner.of(spec.name, inputs.outputs_id), write=True)
     plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=False))
     compile_s = time.perf_counter() - started
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
@@ -171,8 +176,9 @@ def validate(args: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     """What `relocate_package` does, through the same plain functions, without Prefect:
-    load, compile, relocate (batches, 2 in flight), journals → locks, then enriched items
-    beside validation in batches (2 in flight), validation lines and report."""
+    load, compile, the stores' pre-flight and the targets' claim, relocate (batches, 2 in
+    flight), journals → locks, then enriched items beside validation in batches (2 in flight),
+    validation lines and report."""
     from stacflow.flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from stacflow.flows.records import record_relocations, recorded  # noqa: PLC0415
@@ -186,6 +192,8 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         write_enriched,
         write_validation,
     )
+    from stacflow.tasks.owners import Owner, claim_targets  # noqa: PLC0415
+    from stacflow.tasks.preflight import preflight  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.report import write_report  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
@@ -199,6 +207,9 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     inputs = load_inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs))
     plan.refuse_conflicts()
+    stores = [(t.name, t.store) for t in plan.targets]
+    preflight(plan.moves, plan.source, stores)
+    claim_targets(stores, Owner.of(spec.name, inputs.outputs_id), write=True)
     paths = OutputPaths(inputs.outputs)
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
     phase = time.perf_counter()
@@ -251,7 +262,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         "files": len(plan.moves),
         "task_units": len(plan.batches())
         + sum(len(_chunks(c, plan.batch_assets * VALIDATION_BATCH_FACTOR)) for _, c, _ in jobs)
-        + 2,  # enrich, flush
+        + 4,  # preflight, claim-targets, flush, enrich
         "base_rss_kib": base,
         "hwm_kib": hwm_kib(),
         "ok": summary.ok,

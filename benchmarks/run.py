@@ -608,7 +608,8 @@ class Bench:
                 "task runs of one flow run",
                 f"{last.get('task_runs', 0)} read back from the server ({names}; recorder "
                 f"waited {last.get('recorder_wait_s', 0):.1f} s) · {counted} counted from the "
-                f"plan (relocate batches + validation batches + enrich + flush)",
+                "plan (preflight + claim-targets + relocate batches + validation batches + "
+                "flush + enrich)",
                 target="bounded: one per batch, = the plan's count",
                 met=met(last.get("task_runs") == counted),
                 runs="1",
