@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -271,15 +272,19 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def flow(args: dict[str, Any]) -> dict[str, Any]:
-    """`relocate_package` against the server in PREFECT_API_URL; then its task runs, read back."""
+    """`relocate_package` against the server in PREFECT_API_URL, with the settings `stacflow
+    run` gives its flow runs (no heartbeat thread, whose exit alone waits up to 1 s); then its
+    task runs, read back."""
     from prefect import get_client  # noqa: PLC0415
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: PLC0415
 
+    from stacflow.flows.api_server import Api, run_settings  # noqa: PLC0415
     from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
 
     base = rss_kib()
     started, cpu = time.perf_counter(), time.process_time()
-    state = relocate_package(spec_path=args["spec"], return_state=True)
+    with run_settings(Api(os.environ["PREFECT_API_URL"])):
+        state = relocate_package(spec_path=args["spec"], return_state=True)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
     result = state.result(raise_on_failure=False)

@@ -588,7 +588,8 @@ class Bench:
             Row(
                 "orchestration",
                 case,
-                "`relocate_package` flow against a running Prefect server",
+                "`relocate_package` flow against a running Prefect server (as `stacflow run` "
+                "runs it: no heartbeat thread)",
                 f"{f:.2f} s{spread([m.seconds for m in flows])} · byte phase per its report "
                 f"{f_phase:.2f} s · peak RSS {mib(med([m.peak_kib for m in flows]))} · "
                 + self.cpu_text(flows, "origin", "prefect"),
