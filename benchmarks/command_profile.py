@@ -61,6 +61,7 @@ STEPS = (
 METHODS = (
     ("stacflow.flows.api_server", "TemporaryServer", "wait_ready", "wait for our temporary server"),
     ("stacflow.flows.api_server", "TemporaryServer", "stop", "stop our temporary server"),
+    ("stacflow.flows.api_server", "TemporaryServer", "release", "release our temporary server"),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -50,6 +51,8 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from stacflow.flows.records import record_relocations  # noqa: PLC0415
     from stacflow.flows.relocate import BATCHES_IN_FLIGHT  # noqa: PLC0415
+    from stacflow.tasks.owners import Owner, claim_targets  # noqa: PLC0415
+    from stacflow.tasks.preflight import preflight  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
     from stacflow.tasks.stores import file, http, object_store  # noqa: F401, PLC0415 - untimed
@@ -62,6 +65,9 @@ def stacflow_byte_phase(args: dict[str, Any]) -> dict[str, Any]:
     inputs = load_inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs))
     plan.refuse_conflicts()
+    stores = [(t.name, t.store) for t in plan.targets]
+    preflight(plan.moves, plan.source, stores)
+    claim_targets(stores, Owner.of(spec.name, inputs.outputs_id), write=True)
     plan = dataclasses.replace(plan, policy=dataclasses.replace(plan.policy, sweep=False))
     compile_s = time.perf_counter() - started
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
@@ -171,8 +177,9 @@ def validate(args: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     """What `relocate_package` does, through the same plain functions, without Prefect:
-    load, compile, relocate (batches, 2 in flight), journals → locks, then enriched items
-    beside validation in batches (2 in flight), validation lines and report."""
+    load, compile, the stores' pre-flight and the targets' claim, relocate (batches, 2 in
+    flight), journals → locks, then enriched items beside validation in batches (2 in flight),
+    validation lines and report."""
     from stacflow.flows.compile import compile_plan, target_checks  # noqa: PLC0415
     from stacflow.flows.inputs import load_inputs, load_spec, previous_records  # noqa: PLC0415
     from stacflow.flows.records import record_relocations, recorded  # noqa: PLC0415
@@ -186,6 +193,8 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         write_enriched,
         write_validation,
     )
+    from stacflow.tasks.owners import Owner, claim_targets  # noqa: PLC0415
+    from stacflow.tasks.preflight import preflight  # noqa: PLC0415
     from stacflow.tasks.relocate import flush_targets, relocate_batch  # noqa: PLC0415
     from stacflow.tasks.report import write_report  # noqa: PLC0415
     from stacflow.tasks.state import journal_path  # noqa: PLC0415
@@ -199,6 +208,9 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
     inputs = load_inputs(spec_path, spec)
     plan = compile_plan(inputs, previous_records(inputs))
     plan.refuse_conflicts()
+    stores = [(t.name, t.store) for t in plan.targets]
+    preflight(plan.moves, plan.source, stores)
+    claim_targets(stores, Owner.of(spec.name, inputs.outputs_id), write=True)
     paths = OutputPaths(inputs.outputs)
     journals = {t.name: journal_path(inputs.outputs, t.name) for t in plan.targets}
     phase = time.perf_counter()
@@ -240,7 +252,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         outcomes=tuple(all_outcomes),
         elapsed_s=time.perf_counter() - started,
         byte_phase_s=byte_phase_s,
-        outputs=tuple(str(p) for p in files),
+        outputs=tuple(str(w.path) for w in files),
     )
     summary.text()
     seconds = time.perf_counter() - started
@@ -251,7 +263,7 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
         "files": len(plan.moves),
         "task_units": len(plan.batches())
         + sum(len(_chunks(c, plan.batch_assets * VALIDATION_BATCH_FACTOR)) for _, c, _ in jobs)
-        + 2,  # enrich, flush
+        + 4,  # preflight, claim-targets, flush, enrich
         "base_rss_kib": base,
         "hwm_kib": hwm_kib(),
         "ok": summary.ok,
@@ -260,15 +272,19 @@ def pipeline(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def flow(args: dict[str, Any]) -> dict[str, Any]:
-    """`relocate_package` against the server in PREFECT_API_URL; then its task runs, read back."""
+    """`relocate_package` against the server in PREFECT_API_URL, with the settings `stacflow
+    run` gives its flow runs (no heartbeat thread, whose exit alone waits up to 1 s); then its
+    task runs, read back."""
     from prefect import get_client  # noqa: PLC0415
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: PLC0415
 
+    from stacflow.flows.api_server import Api, run_settings  # noqa: PLC0415
     from stacflow.flows.relocate import relocate_package  # noqa: PLC0415
 
     base = rss_kib()
     started, cpu = time.perf_counter(), time.process_time()
-    state = relocate_package(spec_path=args["spec"], return_state=True)
+    with run_settings(Api(os.environ["PREFECT_API_URL"])):
+        state = relocate_package(spec_path=args["spec"], return_state=True)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
     result = state.result(raise_on_failure=False)

@@ -588,7 +588,8 @@ class Bench:
             Row(
                 "orchestration",
                 case,
-                "`relocate_package` flow against a running Prefect server",
+                "`relocate_package` flow against a running Prefect server (as `stacflow run` "
+                "runs it: no heartbeat thread)",
                 f"{f:.2f} s{spread([m.seconds for m in flows])} · byte phase per its report "
                 f"{f_phase:.2f} s · peak RSS {mib(med([m.peak_kib for m in flows]))} · "
                 + self.cpu_text(flows, "origin", "prefect"),
@@ -608,7 +609,8 @@ class Bench:
                 "task runs of one flow run",
                 f"{last.get('task_runs', 0)} read back from the server ({names}; recorder "
                 f"waited {last.get('recorder_wait_s', 0):.1f} s) · {counted} counted from the "
-                f"plan (relocate batches + validation batches + enrich + flush)",
+                "plan (preflight + claim-targets + relocate batches + validation batches + "
+                "flush + enrich)",
                 target="bounded: one per batch, = the plan's count",
                 met=met(last.get("task_runs") == counted),
                 runs="1",

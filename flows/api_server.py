@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -48,6 +49,17 @@ second; a worker still trying after that is sending to a server that is gone, an
 command could sit a minute after its last line (seen as ~65 s tests in the full suite)."""
 # What Prefect's ephemeral mode sets for its server: no UI, only the services a run needs.
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
+WARM_IMPORTS = (
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "anyio._backends._asyncio",
+    "fastapi.encoders",
+    "pandas",
+)
+"""What a flow run imports on first use (~0.5 s): Prefect's engines, what it serialises
+parameters with, and pandas, which pyarrow imports the first time it converts Python lists to
+a table. A command waiting for its temporary server imports them meanwhile, not in the run."""
 
 
 def prefect_home() -> Path:
@@ -86,7 +98,8 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 
 @dataclass
 class TemporaryServer:
-    """A Prefect API server owned by this command: it stops when `stop()` runs or we die."""
+    """A Prefect API server owned by this command: it stops when `release()` or `stop()` runs,
+    or we die."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -96,6 +109,7 @@ class TemporaryServer:
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
+        warm_imports()  # the run would import them anyway: now they cost nothing
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-2000:]
@@ -110,6 +124,13 @@ class TemporaryServer:
             time.sleep(0.05)
         raise UsageError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
 
+    def release(self) -> None:
+        """Close the lifeline and go: the server stops itself, gracefully (it has everything:
+        the client was drained), while the command exits. Waiting for that cost each command
+        ~0.2 s; `_watch` kills a server that has not stopped within STOP_TIMEOUT_S."""
+        with contextlib.suppress(OSError):
+            os.close(self.lifeline)
+
     def stop(self) -> None:
         """Close the lifeline (the server stops itself, gracefully), then make sure."""
         with contextlib.suppress(OSError):
@@ -120,6 +141,13 @@ class TemporaryServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def warm_imports() -> None:
+    """Import `WARM_IMPORTS` now, while this command has nothing else to do."""
+    for name in WARM_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def start_server(log: Path | None = None) -> TemporaryServer:
@@ -189,7 +217,7 @@ def prefect_api(*, temporary: bool = True) -> Iterator[Api]:
         yield Api(server.url, server)
     finally:
         drain_prefect_client()
-        server.stop()
+        server.release()
         if previous is None:
             os.environ.pop(API_URL, None)
         else:

@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
                     dry_run=args.dry_run,
                     overrides=overrides,
                 )
-    print(result["summary"].text_for_command(args.began))
+    print(result["summary"].value.text_for_command(args.began))
     return 0
 
 
@@ -325,7 +325,7 @@ def _check(args: argparse.Namespace) -> int:
             result = validate_package(
                 spec_path=str(args.spec), locks=args.locks, checksums=args.checksums
             )
-    print(result["summary"].text_for_command(args.began))
+    print(result["summary"].value.text_for_command(args.began))
     return 0
 
 

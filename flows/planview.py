@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stacflow.flows.compile import Plan, compile_plan, derive_checks, retry_policy
+from stacflow.flows.compiled import compile_once
 from stacflow.flows.inputs import (
     Inputs,
     load_inputs,
@@ -46,7 +47,7 @@ def check_spec(spec_path: Path, targets: Sequence[str] | None) -> Spec:
     try:
         if stac is None:
             inputs = load_inputs(spec_path, spec)
-            plan = compile_plan(inputs, previous_records(inputs), targets)
+            plan = compile_once(inputs, targets)
             plan.refuse_conflicts()
             refuse_foreign_folders(plan, Owner.of(spec.name, inputs.outputs_id))
             return spec

@@ -52,12 +52,12 @@ def _same_bytes(new: Path, old: Path) -> bool:
     return filecmp.cmp(new, old, shallow=False)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def write_bytes_atomic(path: Path, data: bytes) -> bool:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path, text: str) -> bool:
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _fsync_file(path: Path) -> None:

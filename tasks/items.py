@@ -79,8 +79,9 @@ def read_items_table(path: Path) -> pa.Table:
     return table
 
 
-def write_items_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+def write_items_table(path: Path, table: pa.Table) -> bool:
+    """Returns whether the file changed (the same table leaves it alone)."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 # --- table → Item dicts ---------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def read_parquet(path: Path, expected: str) -> pa.Table:
         problem = "is a directory" if path.is_dir() else "no such file"
         raise InputError(f"{path}: {problem} (expected {expected})")
     try:
-        return pq.read_table(path)
+        # One file read whole: `pq.read_table` would import pyarrow.dataset and pandas (~0.3 s).
+        return pq.ParquetFile(path).read()
     except (pa.ArrowException, OSError) as error:
         raise InputError(f"{path}: not a readable parquet file ({_one_line(error)})") from None
 
@@ -184,17 +185,18 @@ def lock_table(rows: Iterable[LockRow]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=LOCK_SCHEMA)
 
 
-def write_lock(path: Path, rows: Iterable[LockRow]) -> None:
+def write_lock(path: Path, rows: Iterable[LockRow]) -> bool:
+    """Returns whether the file changed (the same rows leave it alone)."""
     table = lock_table(rows)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> None:
+def write_planned_lock(path: Path, rows: Iterable[LockRow]) -> bool:
     """A lock in stacpkg's nine columns only, as its `relocate --dry-run` writes one: nothing
     was copied, so nothing was hashed."""
     table = lock_table(rows).select([field.name for field in STACPKG_LOCK_FIELDS])
     table = table.replace_schema_metadata(LOCK_METADATA)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _column_values(table: pa.Table, field: pa.Field, source: str) -> list[Any]:

@@ -57,6 +57,15 @@ class OutputPaths:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """An output a run wrote; `changed` False: it already held exactly these bytes, so it was
+    left alone (a rerun that changed nothing rewrites nothing, and says so)."""
+
+    path: Path
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Promotion:
     target: str
     alternate_key: str
@@ -148,33 +157,31 @@ def write_enriched(
     *,
     kept: Sequence[KeptTarget] = (),
     planned: Mapping[str, Sequence[LockRow]] | None = None,
-) -> list[Path]:
+) -> list[Written]:
     """The relocated locks and `planned` sources' locks, then the items that point at them: a
     reader never sees an alternate whose lock is not yet written. The items carry every target
     whose relocated lock holds an asset, this run's and the `kept` ones."""
-    written = []
-    for target, rows in locks.items():
-        write_lock(paths.lock(target), rows)
-        written.append(paths.lock(target))
-    for source, rows in (planned or {}).items():
-        write_planned_lock(paths.lock(source), rows)
-        written.append(paths.lock(source))
+    written = [
+        Written(paths.lock(target), write_lock(paths.lock(target), rows))
+        for target, rows in locks.items()
+    ]
+    written += [
+        Written(paths.lock(source), write_planned_lock(paths.lock(source), rows))
+        for source, rows in (planned or {}).items()
+    ]
     enriched = enrich_items(
         read_items_table(items_path), [*alternates, *kept_alternates(paths, kept)]
     )
-    write_items_table(paths.items, enriched)
-    written.append(paths.items)
+    written.append(Written(paths.items, write_items_table(paths.items, enriched)))
     for promotion in promotions:
         if promotion.target not in locks and not paths.lock(promotion.target).is_file():
             continue  # a target no run has relocated into yet has nothing to promote
-        write_items_table(
-            paths.primary(promotion.target), promote_alternate(enriched, promotion.alternate_key)
-        )
-        written.append(paths.primary(promotion.target))
+        primary = paths.primary(promotion.target)
+        promoted = promote_alternate(enriched, promotion.alternate_key)
+        written.append(Written(primary, write_items_table(primary, promoted)))
     return written
 
 
-def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, Any]]) -> Path:
+def write_validation(paths: OutputPaths, name: str, lines: Iterable[dict[str, Any]]) -> Written:
     text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-    write_text_atomic(paths.validation(name), text)
-    return paths.validation(name)
+    return Written(paths.validation(name), write_text_atomic(paths.validation(name), text))

@@ -31,7 +31,7 @@ from stacflow.tasks.items import Alternate
 from stacflow.tasks.locks import LockRow
 from stacflow.tasks.moves import Check, Move
 from stacflow.tasks.opaque import Opaque
-from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, write_enriched
+from stacflow.tasks.outputs import KeptTarget, OutputPaths, Promotion, Written, write_enriched
 from stacflow.tasks.owners import Owner, claim_targets
 from stacflow.tasks.preflight import Probe, preflight
 from stacflow.tasks.relocate import (
@@ -124,7 +124,7 @@ def enrich_task(
     *,
     kept: Sequence[KeptTarget] = (),
     planned: Opaque[Mapping[str, Sequence[LockRow]]] | None = None,
-) -> list[Path]:
+) -> list[Written]:
     written = write_enriched(
         paths,
         items_path,
@@ -134,8 +134,13 @@ def enrich_task(
         kept=kept,
         planned=planned.value if planned else None,
     )
+    changed = [w.path.name for w in written if w.changed]
+    unchanged = [w.path.name for w in written if not w.changed]
     get_run_logger().info(
-        "wrote %s with %d alternates", ", ".join(p.name for p in written), len(alternates.value)
+        "wrote %s with %d alternates%s",
+        ", ".join(changed) or "nothing",
+        len(alternates.value),
+        f"; unchanged: {', '.join(unchanged)}" if unchanged else "",
     )
     return written
 

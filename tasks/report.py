@@ -75,13 +75,13 @@ REPORT_SCHEMA = pa.schema(
 )
 
 
-def write_report(path: Path, outcomes: Iterable[Outcome]) -> None:
+def write_report(path: Path, outcomes: Iterable[Outcome]) -> bool:
     rows = list(outcomes)  # columns straight from attributes: asdict deep-copies every row
     columns = {f.name: [getattr(row, f.name) for row in rows] for f in fields(Outcome)}
     table = pa.table(columns, schema=REPORT_SCHEMA)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_report(path: Path) -> list[Outcome]:
     """Reports written before a column was added read back with its default."""
-    return [Outcome(**row) for row in pq.read_table(path).to_pylist()]
+    return [Outcome(**row) for row in pq.ParquetFile(path).read().to_pylist()]

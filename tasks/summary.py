@@ -26,6 +26,8 @@ class Summary:
     byte_phase_s: float = 0.0
     flush_s: float = 0.0
     outputs: tuple[str, ...] = field(default=())
+    unchanged: tuple[str, ...] = ()
+    """Of `outputs`, those that already held exactly what this run would write: left alone."""
     dry_run: bool = False
     unvalidated: tuple[tuple[str, str], ...] = ()
     """Locks that were to be validated but could not be (none written yet), with the reason."""
@@ -100,7 +102,10 @@ class Summary:
             lines.append(
                 f"  … and {len(self.failures) - FAILURES_SHOWN} more failures (see the report)"
             )
-        lines.extend(f"  wrote {path}" for path in self.outputs)
+        lines.extend(
+            f"  {'unchanged' if path in self.unchanged else 'wrote'} {path}"
+            for path in self.outputs
+        )
         lines.append(finished or f"  finished in {self.elapsed_s:.1f} s")
         return scrub("\n".join(lines))
 

@@ -78,3 +78,20 @@ def test_check_of_a_lock_file_and_export_import_no_prefect(tmp_path, monkeypatch
     assert result == {"code": 0, "prefect": False}, output
     result, output = _probe("export", str(REPO / "specs" / "openaerialmap-austria.yaml"))
     assert result == {"code": 2, "prefect": False}, output
+
+
+def test_plan_reads_its_tables_without_pandas(demo):
+    """`pq.read_table` goes through pyarrow.dataset, which imports pandas: ~0.25 s of a `plan`,
+    which reads a lock and an items table (each one file, read whole) and writes none."""
+    slow = '"slow": sorted({"pandas", "pyarrow.dataset"} & set(sys.modules))'
+    probe = PROBE.replace('"prefect": "prefect" in sys.modules', slow)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "plan", str(demo)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": ""},
+        timeout=60,
+        check=False,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "slow": []}, done.stdout + done.stderr

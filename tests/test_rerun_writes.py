@@ -24,12 +24,19 @@ def test_a_noop_rerun_leaves_every_unchanged_output_in_place(tmp_path, prefect_h
     spec = tmp_path / "specs" / "demo.yaml"
     results = tmp_path / "specs" / "demo" / "out" / "results"
     assert main(["run", str(spec)]) == 0
+    assert "wrote" in capsys.readouterr().out
     before = _identities(results)
     assert main(["run", str(spec)]) == 0
-    assert "6 skipped-verified" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "6 skipped-verified" in printed
     after = _identities(results)
     changed = sorted(name for name in before if after.get(name) != before[name])
     assert changed == ["report.parquet"]  # durations differ; the rest is byte for byte the same
+    said = {line.split()[-1]: line.split()[0] for line in printed.splitlines() if "/" in line}
+    assert said == {
+        str(results / "report.parquet"): "wrote",
+        **{str(results / name): "unchanged" for name in before if name != "report.parquet"},
+    }, printed
     for name in ("local.assets.lock.parquet", "items.parquet", "validation/https.jsonl"):
         assert name in before
 
