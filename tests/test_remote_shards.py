@@ -210,14 +210,26 @@ def _stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
         list(pool.map(_stop, workers))
 
 
-def _wait(condition: Callable[[], object], what: str, timeout_s: float = 120) -> None:
+def _wait(
+    condition: Callable[[], object],
+    what: str,
+    timeout_s: float = 240,
+    run: subprocess.Popen[str] | None = None,
+) -> None:
+    """Wait, and on a timeout say what the sharded `run` printed (stopping it): a loaded shared
+    Prefect server has been seen to stall a minute, so the bound is generous."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            printed = ""
+            if run is not None:
+                run.kill()
+                printed = run.communicate()[0]
+            pytest.fail(f"timed out waiting for {what}; the sharded run printed:\n{printed}")
         time.sleep(0.5)
 
 
-@pytest.mark.timeout(480)  # three runs, four workers started: ~220 s on 2 busy cores
+@pytest.mark.timeout(720)  # three runs, four workers started: ~220 s on 2 busy cores
 def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_runs_outputs(
     api, origin, moto_endpoint, s3_bucket, tmp_path, monkeypatch
 ):
@@ -240,8 +252,8 @@ def test_shards_on_workers_with_no_shared_disk_resume_a_killed_shard_into_one_ru
     try:
         _wait_for_workers({"worker-a", "worker-b"})
         first = _sharded_run(folders["parent"])
-        _wait(lambda: origin.count("GET", stalled), "the stalled copy to start")
-        _wait(lambda: _shard_runs(StateType.COMPLETED), "the other shard to end")
+        _wait(lambda: origin.count("GET", stalled), "the stalled copy to start", run=first)
+        _wait(lambda: _shard_runs(StateType.COMPLETED), "the other shard to end", run=first)
         [killed] = _shard_runs(StateType.RUNNING)
     finally:
         _stop_all(workers)
