@@ -178,10 +178,13 @@ def refuted(journal: Path) -> set[tuple[object, ...]]:
 
 
 def read_records(path: Path, fallback_lock: Path | None = None) -> dict[tuple[str, str], Record]:
-    """Latest record per asset; a relocated lock without its journal still counts. A copy a
-    validation found wrong is marked `refuted`: its facts prove nothing any more."""
+    """Latest record per asset: the relocated lock's rows, then the journal's records over them.
+    The lock counts even beside a journal: a working copy of outputs in a bucket may hold a
+    journal merged from this run's segments alone. A copy a validation found wrong is marked
+    `refuted`: its facts prove nothing any more (a record is still checked against the copy's
+    facts before a run trusts it)."""
     records: dict[tuple[str, str], Record] = {}
-    if fallback_lock is not None and fallback_lock.is_file() and not path.is_file():
+    if fallback_lock is not None and fallback_lock.is_file():
         for row in read_lock(fallback_lock):
             records[(row.item_id, row.asset_key)] = Record(row, None, None, None)
     if path.is_file():
